@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# README command 1: set up .venv on a fresh CPU machine and run the main job on the embedded default data.
+#
+#   bash scripts/quickstart.sh            # output under runs/quickstart/ (LONGTRACE_RUN_DIR overrides)
+#
+# Today the main job scores the bundled sample of responses with the reward package (validity checks,
+# rule-based outcome judge, entity rubric, positive-only group combination) and prints a table.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup_venv.sh"
+cd "$ROOT"
+RUN_DIR="${LONGTRACE_RUN_DIR:-$ROOT/runs/quickstart}"
+mkdir -p "$RUN_DIR"
+
+echo "== scoring reward/data/sample_responses.jsonl (rule judge + entity rubric, eta=0.3, positive-only)"
+"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" reward score \
+    --input reward/data/sample_responses.jsonl \
+    --output "$RUN_DIR/scored.jsonl" --no-resume --show 20
+echo "== scores written to $RUN_DIR/scored.jsonl"
