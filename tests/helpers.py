@@ -100,3 +100,19 @@ class FakeChatServer:
 
 def longtrace_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "slime_ext.cli", *args]
+
+
+class ScriptedJudge:
+    """An outcome judge whose verdicts a test scripts: ``fn(question, answer, content) -> Verdict`` (or raises)."""
+
+    name = "scripted"
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    async def judge(self, question, answer, content):
+        self.calls += 1
+        return self.fn(question, answer, content)
+
+    async def aclose(self):
+        pass

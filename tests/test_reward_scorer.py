@@ -8,6 +8,8 @@ from reward.judge import Verdict, judge_error
 from reward.schema import RewardRequest
 from reward.scorer import RewardInputError, RewardScorer
 
+from .helpers import ScriptedJudge
+
 RUBRICS = ["Lady Gaga", "The Fame", "Poker Face", "Just Dance", "RedOne"]
 
 
@@ -50,20 +52,11 @@ def test_group_is_normalised_and_combined():
 
 
 def test_invalid_samples_score_zero_and_skip_the_judge():
-    class CountingJudge:
-        name, calls = "counting", 0
-
-        async def judge(self, q, a, c):
-            CountingJudge.calls += 1
-            return Verdict(1.0, True)
-
-        async def aclose(self):
-            pass
-
-    scorer = RewardScorer(judge=CountingJudge())
+    judge = ScriptedJudge(lambda q, a, c: Verdict(1.0, True))
+    scorer = RewardScorer(judge=judge)
     s = score(scorer, req("Lady Gaga **Answer:** Moroccan-Swedish", status="truncated"))
     assert (s.valid, s.invalid_reason, s.reward, s.rubric_reward) == (False, "truncated", 0.0, 0.0)
-    assert CountingJudge.calls == 0
+    assert judge.calls == 0
     assert scorer.metrics.snapshot()["invalid"] == {"truncated": 1}
 
 
@@ -74,16 +67,7 @@ def test_invalid_samples_can_still_be_scored():
 
 
 def test_judge_errors_are_carried_not_zeroed():
-    class FailingJudge:
-        name = "failing"
-
-        async def judge(self, q, a, c):
-            return judge_error("timeout after 120 s; gave up after 4 attempts")
-
-        async def aclose(self):
-            pass
-
-    scorer = RewardScorer(judge=FailingJudge())
+    scorer = RewardScorer(judge=ScriptedJudge(lambda q, a, c: judge_error("timeout after 120 s; gave up after 4 attempts")))
     g = score_group(scorer, [WORKED, WORKED])
     assert g.dropped is not None and g.samples[0].judge_error.startswith("timeout")
     assert scorer.metrics.snapshot()["judge_errors"] == {"timeout": 2}
@@ -91,16 +75,10 @@ def test_judge_errors_are_carried_not_zeroed():
 
 
 def test_a_judge_that_raises_becomes_a_judge_error():
-    class BuggyJudge:
-        name = "buggy"
+    def boom(q, a, c):
+        raise RuntimeError("boom")
 
-        async def judge(self, q, a, c):
-            raise RuntimeError("boom")
-
-        async def aclose(self):
-            pass
-
-    s = score(RewardScorer(judge=BuggyJudge()), WORKED)
+    s = score(RewardScorer(judge=ScriptedJudge(boom)), WORKED)
     assert s.judge_error == "judge raised RuntimeError: boom"
 
 

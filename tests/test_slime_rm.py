@@ -13,6 +13,8 @@ import pytest
 from reward import slime_rm
 from reward.judge import judge_error
 
+from .helpers import ScriptedJudge
+
 
 class Status(enum.Enum):
     COMPLETED = "completed"
@@ -67,17 +69,7 @@ def test_longtrace_slime_flags_map_onto_the_config():
 
 def test_dropped_groups_are_removed_from_training(monkeypatch):
     scorer = slime_rm.reward_fn_for(SimpleNamespace())
-
-    class Failing:
-        name = "failing"
-
-        async def judge(self, q, a, c):
-            return judge_error("HTTP 503; gave up after 4 attempts")
-
-        async def aclose(self):
-            pass
-
-    monkeypatch.setattr(scorer, "judge", Failing())
+    monkeypatch.setattr(scorer, "judge", ScriptedJudge(lambda q, a, c: judge_error("HTTP 503; gave up after 4 attempts")))
     samples = [FakeSample(GOOD), FakeSample(GOOD)]
     rewards = asyncio.run(slime_rm.longtrace_group_rm(SimpleNamespace(), samples))
     assert rewards == [0.0, 0.0] and all(s.remove_sample for s in samples)
