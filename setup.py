@@ -19,6 +19,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "pydantic>=2.6",
     "rich>=13",
+    "safetensors>=0.4",
+    "torch",  # CPU machines: constraints/cpu.txt pins the local 2.13.0 CPU wheel
     "transformers>=4.51",  # tokenizers: slime interop reads stop tokens; later, context assembly and engines
     "uvicorn>=0.29",
 ]

@@ -13,6 +13,7 @@ import sys
 
 COMMANDS = {
     "reward": ("reward.cli", "outcome + rubric rewards: score files, serve, benchmark"),
+    "tiny-model": ("slime_ext.tiny_model", "write a tiny random Qwen3 checkpoint + tokenizer (tests, quickstart)"),
 }
 
 
