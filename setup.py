@@ -14,6 +14,7 @@ from setuptools import find_packages, setup
 # Core dependencies: everything the CPU test suite and the quickstart need.
 INSTALL_REQUIRES = [
     "ahocorasick-rs>=1.0",  # one-pass multi-entity matching for the rubric reward
+    "bm25s>=0.2.10",  # BM25 index of the local search backend (data_gen/search_index.py); numpy-only
     "fastapi>=0.110",
     "httpx>=0.27",
     "numpy>=1.26",

@@ -38,11 +38,28 @@ def count_lines(path: str | Path) -> int:
 
 
 class Rejects:
-    def __init__(self, path: str | Path, source: str | Path):
+    """``keep_lines_before=N``: a job resuming at input line N keeps the earlier rejects (lines < N) that an
+    interrupted run already wrote, instead of starting the file afresh."""
+
+    def __init__(self, path: str | Path, source: str | Path, keep_lines_before: int | None = None):
         self.path, self.source, self.count = Path(path), str(source), 0
         self._f = None
+        kept = []
         if self.path.exists():
+            if keep_lines_before is not None:
+                with open(self.path, encoding="utf-8") as f:
+                    for raw in f:
+                        try:
+                            if json.loads(raw)["line"] < keep_lines_before:
+                                kept.append(raw if raw.endswith("\n") else raw + "\n")
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            break  # torn tail
             self.path.unlink()
+        if kept:
+            self._f = open(self.path, "w", encoding="utf-8")
+            self._f.writelines(kept)
+            self._f.flush()
+            self.count = len(kept)
 
     def add(self, line: int, error: str, raw: Any = None) -> None:
         if self._f is None:
