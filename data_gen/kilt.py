@@ -19,6 +19,7 @@ as disambiguation pages by title, category or their "may refer to:" opening.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -69,10 +70,13 @@ class Page:
         return "\n".join(render_paragraph(p, markdown=False) for p in self.paragraphs[1:])
 
 
+@lru_cache(maxsize=1 << 16)
 def title_key(title: str) -> str:
     """Lookup key for a title: underscores and runs of spaces -> one space, first letter upper-cased
     (Wikipedia titles are case-insensitive in their first character only)."""
-    t = _SPACES.sub(" ", title.replace("_", " ")).strip()
+    t = title.replace("_", " ")
+    if "  " in t or not t.isprintable() or t != t.strip():
+        t = _SPACES.sub(" ", t).strip()
     return t[:1].upper() + t[1:]
 
 
@@ -90,6 +94,13 @@ def title_from_url(url: str) -> str | None:
     if not m:
         return None
     return title_key(unquote(m.group(1)))
+
+
+def _href_title(href: str) -> str:
+    if "%" in href:
+        plain = href.replace("%20", " ")
+        href = unquote(plain) if "%" in plain else plain
+    return title_key(href)
 
 
 def heading_name(paragraph: str) -> str | None:
@@ -114,6 +125,8 @@ def render_paragraph(paragraph: str, markdown: bool = True) -> str:
 
 
 def _as_int(value: Any, where: str) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise KiltFormatError(f"{where} must be an integer, got {value!r}")
     try:
@@ -182,7 +195,7 @@ def parse_record(record: Any) -> Page:
         if cut_at is not None and pid >= cut_at:
             continue  # in the cut tail
         href = a.get("href")
-        href_title = title_key(unquote(href)) if isinstance(href, str) and href.strip() else None
+        href_title = _href_title(href) if isinstance(href, str) and href.strip() else None
         target = a.get("wikipedia_title")
         target = title_key(target) if isinstance(target, str) and target.strip() else href_title
         if not target:

@@ -65,7 +65,7 @@ def _page_rows(page: Page, line: int) -> tuple[tuple, list[tuple]]:
         json.dumps(page.categories, ensure_ascii=False), json.dumps(page.meta, ensure_ascii=False), line,
     )
     links = [
-        (a.paragraph_id, a.text, a.target_title, title_key(a.target_title), a.target_wiki_id,
+        (a.paragraph_id, a.text, a.target_title, a.target_title, a.target_wiki_id,
          a.href_title if a.href_title and a.href_title != a.target_title else None)
         for a in page.anchors
     ]
