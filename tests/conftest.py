@@ -52,3 +52,24 @@ def run_server():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """A 600-page synthetic world, ingested and indexed once per test session (data_gen tests)."""
+    from data_gen.search_index import SearchIndex, build_index
+    from data_gen.store import Store, ingest
+    from data_gen.synth_world import write_world
+
+    d = tmp_path_factory.mktemp("small_world")
+    write_world(d / "world.jsonl", 600, seed=7)
+    ingest(d / "world.jsonl", d / "world.db")
+    store = Store(d / "world.db")
+    build_index(store, d / "index")
+
+    class World:
+        dir, jsonl, db, index_dir = d, d / "world.jsonl", d / "world.db", d / "index"
+
+    World.store = store
+    World.index = SearchIndex(d / "index", store)
+    return World

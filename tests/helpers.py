@@ -40,7 +40,8 @@ class FakeChatServer:
     """An OpenAI-compatible /v1/chat/completions endpoint whose replies a test scripts.
 
     ``script(call_number, body) -> (status, content or None, delay_s)``; content None with status 200 sends a
-    body without choices (malformed). It records calls, request bodies, headers and peak concurrency.
+    body without choices (malformed); a dict content is sent as the whole assistant message (e.g. with
+    ``tool_calls`` for native tool-calling replies). It records calls, request bodies, headers and peak concurrency.
     """
 
     def __init__(self, script):
@@ -71,7 +72,9 @@ class FakeChatServer:
                     if content is None and status == 200:
                         payload = {"id": "x", "object": "chat.completion"}
                     elif status == 200:
-                        payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+                        message = {"role": "assistant", **content} if isinstance(content, dict) else {
+                            "role": "assistant", "content": content}
+                        payload = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
                     else:
                         payload = {"error": {"message": f"scripted {status}"}}
                     data = json.dumps(payload).encode()
