@@ -30,8 +30,8 @@ def page_markdown(store: Store, pid: int) -> tuple[str, str, str]:
 
 
 def _leaks(text: str, forbidden: list[str]) -> bool:
-    body = b" " + normalize_bytes(text, "unicode") + b" "
-    return any(n and (b" " + n + b" ") in body for n in (normalize_bytes(f, "unicode") for f in forbidden))
+    body = normalize_bytes(text, "unicode")
+    return any(n and n in body for n in (normalize_bytes(f, "unicode") for f in forbidden))
 
 
 class LocalBackend:

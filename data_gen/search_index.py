@@ -129,7 +129,7 @@ class SearchIndex:
         return text if len(text) <= self.snippet_chars else text[: self.snippet_chars].rsplit(" ", 1)[0] + " ..."
 
     def search(self, query: str, k: int = 10, forbidden: list[str] | tuple[str, ...] = ()) -> list[Hit]:
-        bans = [b" " + n + b" " for n in (normalize_bytes(f, "unicode") for f in forbidden if f) if n]
+        bans = [n for n in (normalize_bytes(f, "unicode") for f in forbidden if f) if n]
         qtokens = set(tokenize(query))
         want, hits = k, []
         while True:
@@ -140,7 +140,7 @@ class SearchIndex:
                 if page is None:
                     continue
                 if bans:
-                    body = b" " + normalize_bytes(page.title + "\n" + page.text(), "unicode") + b" "
+                    body = normalize_bytes(page.title + "\n" + page.text(), "unicode")
                     if any(b in body for b in bans):
                         continue
                 hits.append(Hit(len(hits), pid, page.title, page.url, self.snippet(page.paragraphs, qtokens), score))

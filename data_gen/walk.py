@@ -231,4 +231,5 @@ def pick_seeds(store: Store, n: int, seed: int, titles: list[str] | None = None,
     pool = store.walkable_pids(min_out)
     if not pool:
         raise ValueError("the store has no page with enough outgoing links to walk from")
-    return random.Random(f"seeds:{seed}").sample(pool, min(n, len(pool)))
+    random.Random(f"seeds:{seed}").shuffle(pool)  # a prefix of the same order for any n: more seeds extend a run
+    return pool[:n]
