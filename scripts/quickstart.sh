@@ -3,8 +3,9 @@
 #
 #   bash scripts/quickstart.sh            # output under runs/quickstart/ (LONGTRACE_RUN_DIR overrides)
 #
-# Today the main job scores the bundled sample of responses with the reward package (validity checks,
-# rule-based outcome judge, entity rubric, positive-only group combination) and prints a table.
+# Today the main job runs the data-generation stages offline on a synthetic world (store, BM25 index, walks,
+# template questions, scripted search-agent trajectories), then scores the bundled sample of responses with
+# the reward package (validity checks, rule judge, entity rubric, positive-only group combination).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_venv.sh"
@@ -12,6 +13,8 @@ cd "$ROOT"
 RUN_DIR="${LONGTRACE_RUN_DIR:-$ROOT/runs/quickstart}"
 mkdir -p "$RUN_DIR"
 
+echo "== data generation on a synthetic world (offline): $RUN_DIR/data"
+"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" data pipeline --workdir "$RUN_DIR/data" --pages 3000 --seed 0
 echo "== scoring reward/data/sample_responses.jsonl (rule judge + entity rubric, eta=0.3, positive-only)"
 "${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" reward score \
     --input reward/data/sample_responses.jsonl \
