@@ -17,10 +17,11 @@ def test_title_query_returns_the_gold_page_first(small_world):
     for pid in pids:
         page = store.page(pid)
         hits = index.search(page.title, 10)
-        assert len(hits) == 10 and [h.rank for h in hits] == list(range(10))
+        assert 1 <= len(hits) <= 10 and [h.rank for h in hits] == list(range(len(hits)))  # only pages sharing a word
         assert hits[0].score >= hits[-1].score
-        firsts.append(hits[0].pid == pid or any(h.pid == pid and h.title == page.title for h in hits[:3]))
-    assert all(firsts)
+        firsts.append(hits[0].pid == pid)
+        assert pid in [h.pid for h in hits[:3]]  # near the top even behind a namesake ("The X" vs "X")
+    assert sum(firsts) >= 0.8 * len(firsts)
 
 
 def test_snippets_and_urls(small_world):
