@@ -23,7 +23,7 @@ from typing import Protocol
 
 from reward.judge import Judge
 
-from .agent_formats import FORMATS, CarrFormat, ToolCallError, parse_tool_calls, tool_responses
+from .agent_formats import FORMATS, ToolCallError, parse_tool_calls, tool_responses
 from .browser import Browser, SearchBackend
 from .chat import ChatClient, ChatError, ChatReply
 from .questions import display_name
@@ -231,7 +231,3 @@ class _ScriptedRun:
         except StopIteration:
             raise ChatError("the scripted agent has nothing more to say") from None
 
-
-def policy_format_check(policy, fmt: str) -> None:
-    if isinstance(policy, ScriptedAgent) and fmt != CarrFormat.name:
-        raise ValueError("the scripted agent plays the carr format only (--format carr)")

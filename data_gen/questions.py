@@ -25,6 +25,8 @@ from reward.rubric import Entity, EntityMatcher
 
 from .chat import ChatClient, ChatError
 from .store import Store, StoredPage
+from .synth_world import century as _century
+from .synth_world import decade as _decade
 
 GENERATOR_VERSION = "v1"
 
@@ -117,16 +119,6 @@ def walk_pages(store: Store, walk: dict) -> list[StoredPage]:
 
 
 # ------------------------------------------------------------------------------------------------ template
-def _decade(year: int) -> str:
-    part = year % 10
-    return f"the {'early' if part < 4 else 'mid' if part < 7 else 'late'} {year // 10 * 10}s"
-
-
-def _century(year: int) -> str:
-    c = year // 100 + 1
-    return f"the {c}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(c % 10 if c % 100 not in (11, 12, 13) else 0, 'th')} century"
-
-
 def describe(facts: dict) -> str:
     """An indirect description of a synthetic entity (no name, no exact date)."""
     a, t = facts["attrs"], facts["type"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections import deque
@@ -382,6 +381,3 @@ class Store:
             c.close()
             self._local.conn = None
 
-
-def db_size_bytes(path: str | Path) -> int:
-    return sum(os.path.getsize(str(path) + s) for s in ("", "-wal") if os.path.exists(str(path) + s))

@@ -102,13 +102,14 @@ def _plural(noun: str) -> str:
     return noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
 
 
-def _decade(year: int) -> str:
+def decade(year: int) -> str:
+    """1973 -> 'the early 1970s' (descriptions that do not give the exact year)."""
     part = year % 10
     third = "early" if part < 4 else ("mid" if part < 7 else "late")
     return f"the {third} {year // 10 * 10}s"
 
 
-def _century(year: int) -> str:
+def century(year: int) -> str:
     c = year // 100 + 1
     suffix = {1: "st", 2: "nd", 3: "rd"}.get(c % 10 if c % 100 not in (11, 12, 13) else 0, "th")
     return f"the {c}{suffix} century"
@@ -468,10 +469,10 @@ class Renderer:
             "album": [f"The album received {rng.choice(('mixed', 'positive', 'warm', 'lukewarm'))} reviews.",
                       f"Its sound draws on {rng.choice(GENRES)} and {rng.choice(GENRES)}.",
                       f"The cover shows a {rng.choice(ADJ).lower()} {rng.choice(NOUN).lower()}."],
-            "band": [f"The band's early shows took place in small clubs.",
+            "band": ["The band's early shows took place in small clubs.",
                      f"Their music mixes {a.get('genre', 'rock')} with elements of {rng.choice(GENRES)}."],
             "city": [f"The old town is known for its {rng.choice(NOUN).lower()} and its {rng.choice(NOUN).lower()}.",
-                     f"The local economy relies on trade, tourism and light industry."],
+                     "The local economy relies on trade, tourism and light industry."],
         }.get(e.type, [f"The {e.type} is known locally for its {rng.choice(NOUN).lower()}."])
         return " ".join(rng.sample(pool, min(2, len(pool))))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .chat import ChatClient, ChatError
+from .kilt import url_for_title
 from .store import Store
 
 
@@ -175,8 +176,6 @@ def mad_walk(store: Store, start: int, state: _State, cfg: WalkConfig, rng: rand
 
 def _node_record(store: Store, pid: int, anchor: str | None) -> dict:
     title = store.node(pid)[0]
-    from .kilt import url_for_title
-
     return {"pid": pid, "title": title, "url": url_for_title(title), "anchor": anchor}
 
 

@@ -3,7 +3,6 @@ import asyncio
 import json
 import random
 
-import pytest
 
 from data_gen.chat import ChatClient, ChatConfig
 from data_gen.kilt import parse_record
