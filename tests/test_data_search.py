@@ -130,3 +130,30 @@ def test_http_backend_drives_a_browser(server, small_world):
     assert not missing["ok"]
     assert [e["type"] for e in b.events] == ["search", "open", "open"]
     assert b.events[1]["requested_as"] == "id" and b.events[2]["ok"] is False
+
+
+def test_agent_over_http_matches_the_in_process_backend(server, small_world):
+    from data_gen.agent import AgentConfig, ScriptedAgent, run_trajectory
+    from data_gen.browser import LocalBackend
+    from data_gen.questions import QuestionError, template_question, walk_pages
+    from data_gen.walk import HeuristicChooser, WalkConfig, walk_from_seed
+    from reward.rule_judge import RuleJudge
+
+    async def run():
+        for seed_pid in pick_seeds(small_world.store, 10, seed=30):
+            for w in await walk_from_seed(small_world.store, seed_pid, WalkConfig(walks_per_seed=1), HeuristicChooser(), 30):
+                try:
+                    q = template_question(w, walk_pages(small_world.store, w))
+                except QuestionError:
+                    continue
+                http = HttpBackend(server)
+                remote = await run_trajectory(q, 1, ScriptedAgent(), http, AgentConfig(), RuleJudge())
+                await http.aclose()
+                local = await run_trajectory(q, 1, ScriptedAgent(), LocalBackend(small_world.index, small_world.store),
+                                             AgentConfig(), RuleJudge())
+                return remote, local
+        raise AssertionError("no question")
+
+    remote, local = asyncio.run(run())
+    assert remote["events"] == local["events"] and remote["messages"] == local["messages"]
+    assert remote["stats"]["searches"] > 0 and remote["stats"]["opens_ok"] > 0
