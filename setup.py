@@ -9,7 +9,13 @@ On a CPU machine install through the constraints file so no CUDA build of torch 
     pip install -c constraints/cpu.txt -e ".[dev]"
 GPU clusters use the docker image (docker/) or the `gpu` extra.
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The SGLang / sglang-router pins live in one place (slime_ext/versions.py); read them without importing slime_ext.
+_VERSIONS: dict = {}
+exec((Path(__file__).parent / "slime_ext" / "versions.py").read_text(), _VERSIONS)
 
 # Core dependencies: everything the CPU test suite and the quickstart need.
 INSTALL_REQUIRES = [
@@ -20,6 +26,7 @@ INSTALL_REQUIRES = [
     "pydantic>=2.6",
     "rich>=13",
     "safetensors>=0.4",
+    f"sglang-router=={_VERSIONS['SGLANG_ROUTER_VERSION']}",  # the real router in front of rollout engines (Rust, runs on CPU)
     "torch",  # CPU machines: constraints/cpu.txt pins the local 2.13.0 CPU wheel
     "transformers>=4.51",  # tokenizers: slime interop reads stop tokens; later, context assembly and engines
     "uvicorn>=0.29",
@@ -28,7 +35,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # Production GPU stack; the docker image pins the exact versions (docker/README.md).
     "gpu": [
-        "sglang==0.5.23",
+        f"sglang=={_VERSIONS['SGLANG_VERSION']}",
         "transformer-engine[pytorch]==2.20.2",
         "flash-attn==2.8.3.post2",
     ],
