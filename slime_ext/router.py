@@ -24,9 +24,12 @@ class RouterConfig:
     extra_args: list[str] = field(default_factory=list)  # passed through to sglang_router.launch_router
 
 
-def router_command(cfg: RouterConfig, port: int, worker_urls: list[str] | None = None) -> list[str]:
+def router_command(cfg: RouterConfig, port: int, worker_urls: list[str] | None = None,
+                   prometheus_port: int | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "sglang_router.launch_router", "--host", cfg.host, "--port", str(port),
            "--policy", cfg.policy, "--request-timeout-secs", str(cfg.request_timeout_s), "--log-level", cfg.log_level]
+    if prometheus_port is not None:  # the router always serves metrics; its default port clashes between routers
+        cmd += ["--prometheus-host", cfg.host, "--prometheus-port", str(prometheus_port)]
     if worker_urls:
         cmd += ["--worker-urls", *worker_urls]
     return cmd + list(cfg.extra_args)

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -128,9 +129,13 @@ class ManagedProcess:
     def __init__(self, name: str, cmd: list[str], log_path: Path | None = None, env: dict | None = None):
         self.name, self.cmd, self.log_path = name, cmd, log_path
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        # If this process dies without tearing down (SIGKILL, crash), the kernel sends the child SIGTERM. The
+        # signal follows the *thread* that forked, so it is only armed from the main thread (restarts done from
+        # worker threads rely on the manager's teardown).
+        pdeathsig = _set_parent_death_signal if threading.current_thread() is threading.main_thread() else None
         try:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, env={**os.environ, **(env or {})})
+                                         start_new_session=True, env={**os.environ, **(env or {})}, preexec_fn=pdeathsig)
         finally:
             if log_path:
                 out.close()
@@ -166,6 +171,15 @@ class ManagedProcess:
         if not self.log_path or not self.log_path.exists():
             return ""
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+
+def _set_parent_death_signal() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def group_alive(pgid: int) -> bool:
@@ -266,7 +280,8 @@ class EngineManager:
         if cfg.router is not None:
             port = cfg.router.port or free_port(cfg.router.host)
             log_path = self.log_dir / "router.log" if self.log_dir else None
-            self.router_process = ManagedProcess("router", router_command(cfg.router, port), log_path)
+            cmd = router_command(cfg.router, port, prometheus_port=free_port(cfg.router.host))
+            self.router_process = ManagedProcess("router", cmd, log_path)
             self.router_url = f"http://{cfg.router.host}:{port}"
             wait_healthy(self.router_url, self.router_process, 60.0)
             self.router = RouterClient(self.router_url)

@@ -306,7 +306,7 @@ class EngineState:
         """Sample one token for every running request, then one batched forward for those still running."""
         torch = self.torch
         alive: list[Request] = []
-        for req in self.running:
+        for req in list(self.running):  # _finish removes from self.running
             token, lp = self._sample(req)
             if not req.versions or req.versions[-1]["version"] != self.weight_version:
                 req.versions.append({"version": self.weight_version, "start": len(req.output_ids), "end": len(req.output_ids)})
