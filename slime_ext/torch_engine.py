@@ -47,7 +47,7 @@ from typing import Any
 from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 
-from .weight_sync import deserialize_tensors, unflatten_bucket
+from .weight_sync import broadcast_from_rank0, deserialize_tensors, unflatten_bucket
 
 log = logging.getLogger("longtrace.engine")
 
@@ -473,6 +473,8 @@ class EngineState:
         if "weights" in tags and "weights" not in self.released:
             # The weights leave the device: a meta-device model holds no storage. On resume they come back from
             # the checkpoint last loaded (or from the next weight update), like SGLang without a CPU backup.
+            # Buffers (RoPE inv_freq: computed, not in the checkpoint) are small and kept on the host.
+            self._buffers = {n: b.detach().cpu().clone() for n, b in self.model.named_buffers()}
             self.model.to("meta")
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -481,6 +483,9 @@ class EngineState:
     def resume(self, tags: list[str]) -> None:
         if "weights" in tags and "weights" in self.released:
             self.model.to_empty(device=self.device)
+            with self.torch.no_grad():
+                for n, b in self.model.named_buffers():
+                    b.copy_(self._buffers[n])
             self.load_from_disk(self.model_path)
             self.model.tie_weights()
         self.released -= set(tags)
@@ -715,7 +720,7 @@ def build_app(state: EngineState, served_model_name: str | None = None):
             tensors = {}
             for name, dtype, shape in zip(names, dtypes, shapes):
                 t = torch.empty(shape, dtype=getattr(torch, str(dtype).replace("torch.", "")), device=state.device)
-                pg.broadcast([t], 0).wait()
+                broadcast_from_rank0(pg, t)
                 tensors[name] = t
             state.load_state_dict(tensors, f"group {group}")
             state.set_version(data.get("weight_version"))

@@ -130,8 +130,9 @@ def unflatten_bucket(bucket: dict) -> dict:
 def serialize_tensors(obj: Any) -> str:
     """base64 of a torch multiprocessing pickle: storages are shared (CUDA IPC handle, or a shared-memory file on
     CPU), not copied. The sender must keep the tensors alive until the engine has answered."""
-    import torch.multiprocessing as mp
-    from torch.multiprocessing.reductions import ForkingPickler
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing as mp  # registers torch's tensor reductions with ForkingPickler
 
     if mp.get_sharing_strategy() != "file_system":
         # file_descriptor sharing needs a unix socket between the processes; over HTTP only named files work.
@@ -139,6 +140,15 @@ def serialize_tensors(obj: Any) -> str:
     buf = io.BytesIO()
     ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def broadcast_from_rank0(group: Any, tensor: Any) -> None:
+    """``dist.broadcast`` on a process group object made outside torch.distributed's default group."""
+    import torch.distributed as dist
+
+    opts = dist.BroadcastOptions()
+    opts.rootRank = 0
+    group.broadcast([tensor], opts).wait()
 
 
 def deserialize_tensors(payload: str) -> Any:
@@ -292,7 +302,7 @@ class WeightSync:
                 s.bind((self.cfg.master_address, 0))
                 port = s.getsockname()[1]
         world = 1 + len(engines) * self.cfg.engine_ranks
-        store = dist.TCPStore(self.cfg.master_address, port, world, is_master=True,
+        store = dist.TCPStore(self.cfg.master_address, port, world, is_master=True, wait_for_workers=False,
                               timeout=datetime.timedelta(seconds=self.cfg.timeout_s))
 
         def make_group():
@@ -330,7 +340,7 @@ class WeightSync:
 
             def broadcast(bucket=bucket):
                 for _, t in bucket:
-                    self._group.broadcast([t.detach().contiguous()], 0).wait()
+                    broadcast_from_rank0(self._group, t.detach().contiguous())
             sending = asyncio.create_task(asyncio.to_thread(broadcast))
             await asyncio.gather(*(e.post("/update_weights_from_distributed", body) for e in engines), sending)
 

@@ -116,3 +116,60 @@ class ScriptedJudge:
 
     async def aclose(self):
         pass
+
+
+def sharpened_tiny_model(out_dir, vocab_size: int = 512, scale: float = 40.0, seed: int = 0):
+    """A tiny Qwen3 checkpoint whose output layer is scaled up, so next-token distributions are peaked (greedy
+    choices are not near-ties and batching cannot flip them by rounding)."""
+    from safetensors.torch import load_file, save_file
+
+    from slime_ext.tiny_model import make_tiny_qwen3
+
+    path = make_tiny_qwen3(out_dir, vocab_size=vocab_size, seed=seed)
+    f = Path(path) / "model.safetensors"
+    tensors = load_file(str(f))
+    tensors["lm_head.weight"] = tensors["lm_head.weight"] * scale
+    save_file(tensors, str(f), metadata={"format": "pt"})
+    return path
+
+
+def reference_logprobs(model_path, prompt: list[int], response: list[int], temperature: float = 1.0) -> list[float]:
+    """log_softmax(logits / T) of each response token under a plain HF forward pass of the checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logits = model(ids).logits[0].float()
+    lp = torch.log_softmax(logits / temperature, dim=-1)
+    return [float(lp[len(prompt) - 1 + i, t]) for i, t in enumerate(response)]
+
+
+def start_torch_engine(model_path, port: int, *extra: str) -> subprocess.Popen:
+    """A torch engine subprocess in its own process group (stop it with stop_process)."""
+    import os
+
+    proc = subprocess.Popen(
+        longtrace_cmd("engine", "serve", "--model-path", str(model_path), "--port", str(port), "--torch-threads", "1",
+                      "--log-level", "warning", *extra),
+        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 90, proc)
+    except Exception:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    import os
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
