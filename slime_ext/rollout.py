@@ -455,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if manager:
             manager.__enter__()
+            manager.start_watchdog(5.0)
         url = a.router_url or manager.url
         n_engines = a.num_engines if manager else max(1, len(_router_workers(url)))
         client = RolloutClient(ClientConfig(url=url, concurrency=a.sglang_server_concurrency * n_engines,

@@ -237,6 +237,10 @@ class EngineManager:
         self.router_url: str | None = None
         self.router: RouterClient | None = None
         self.log_dir = Path(cfg.log_dir) if cfg.log_dir else None
+        self.events: list[str] = []  # one line per fault handled (restart / drop)
+        self._recover_lock = threading.Lock()
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -300,7 +304,23 @@ class EngineManager:
             log.warning("SGLang reports version %s; the rollout client was checked against %s (slime_ext/versions.py)",
                         version, SGLANG_VERSION)
 
+    def start_watchdog(self, interval_s: float = 5.0) -> None:
+        """Check engine health every ``interval_s`` in a background thread and recover dead engines."""
+        def loop():
+            while not self._watchdog_stop.wait(interval_s):
+                try:
+                    self.recover()
+                except Exception:
+                    log.exception("engine watchdog: recovery failed")
+        self._watchdog_stop.clear()
+        self._watchdog = threading.Thread(target=loop, name="engine-watchdog", daemon=True)
+        self._watchdog.start()
+
     def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog_stop.set()
+            self._watchdog.join(timeout=self.cfg.health_timeout_s + 30)
+            self._watchdog = None
         procs = [e.process for e in self.engines if e.process] + ([self.router_process] if self.router_process else [])
         if self.router:
             self.router.close()
@@ -348,7 +368,13 @@ class EngineManager:
         return out
 
     def recover(self) -> list[str]:
-        """Restart (or drop) every dead engine; returns one log line per action."""
+        """Restart (or drop) every dead engine; returns one log line per action (also kept in ``events``)."""
+        with self._recover_lock:
+            actions = self._recover()
+        self.events += actions
+        return actions
+
+    def _recover(self) -> list[str]:
         actions = []
         for e in self.dead():
             code = e.process.proc.poll() if e.process else None
