@@ -3,8 +3,9 @@
 #
 #   bash scripts/quickstart.sh            # output under runs/quickstart/ (LONGTRACE_RUN_DIR overrides)
 #
-# Today the main job scores the bundled sample of responses with the reward package (validity checks,
-# rule-based outcome judge, entity rubric, positive-only group combination) and prints a table.
+# The main job scores the bundled sample of responses with the reward package (validity checks,
+# rule-based outcome judge, entity rubric, positive-only group combination) and prints a table; then a rollout
+# step runs for real on CPU: two torch engines (tiny random Qwen3) behind sglang-router, groups generated and scored.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_venv.sh"
@@ -17,3 +18,23 @@ echo "== scoring reward/data/sample_responses.jsonl (rule judge + entity rubric,
     --input reward/data/sample_responses.jsonl \
     --output "$RUN_DIR/scored.jsonl" --no-resume --show 20
 echo "== scores written to $RUN_DIR/scored.jsonl"
+
+echo "== rollout: 2 torch engines (tiny random Qwen3) behind sglang-router, GRPO groups generated and scored"
+"${LONGTRACE_VENV:-$ROOT/.venv}/bin/python" - "$RUN_DIR/prompts.jsonl" <<'PY'
+import json, sys
+with open("reward/data/sample_responses.jsonl") as f, open(sys.argv[1], "w") as out:
+    seen = set()
+    for line in f:
+        r = json.loads(line)
+        if r["group_id"] in seen:
+            continue
+        seen.add(r["group_id"])
+        info = r["extra_reward_info"]
+        out.write(json.dumps({"prompt": info["question"], "label": r["label"], "metadata": {"extra_reward_info": info}}) + "\n")
+PY
+"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" tiny-model --out "$RUN_DIR/tiny-qwen3" >/dev/null
+"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" rollout --prompt-data "$RUN_DIR/prompts.jsonl" \
+    --output "$RUN_DIR/rollout.jsonl" --model-path "$RUN_DIR/tiny-qwen3" --backend torch --num-engines 2 \
+    --torch-threads 1 --rollout-batch-size 2 --n-samples-per-prompt 4 --rollout-max-response-len 64 \
+    --log-dir "$RUN_DIR/engine-logs" 2>&1 | grep -v "HTTP Request"
+echo "== rollout samples written to $RUN_DIR/rollout.jsonl (a random tiny model: rewards are 0, the plumbing is real)"
