@@ -26,10 +26,10 @@ with open("reward/data/sample_responses.jsonl") as f, open(sys.argv[1], "w") as 
     seen = set()
     for line in f:
         r = json.loads(line)
-        if r["group_id"] in seen:
+        info = r.get("extra_reward_info") or r.get("metadata", {}).get("extra_reward_info")
+        if not info or info["question"] in seen:
             continue
-        seen.add(r["group_id"])
-        info = r["extra_reward_info"]
+        seen.add(info["question"])
         out.write(json.dumps({"prompt": info["question"], "label": r["label"], "metadata": {"extra_reward_info": info}}) + "\n")
 PY
 "${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" tiny-model --out "$RUN_DIR/tiny-qwen3" >/dev/null
