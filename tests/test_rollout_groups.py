@@ -94,7 +94,7 @@ def test_over_sampling_with_dynamic_filter_aborts_the_surplus(engine):
     # prompts 0-2 are slow (aborted once enough groups are in); the others answer at once.
     # prompts 3-4 answer at once, 5-8 a little later
     eng = engine(lambda n, b: {"delay": 30.0, "n_tokens": 50} if prompt_index(b) < 3 else
-                 {"n_tokens": 4} if prompt_index(b) < 5 else {"delay": 0.5, "n_tokens": 4})
+                 {"n_tokens": 4} if prompt_index(b) < 5 else {"delay": 1.0, "n_tokens": 4})
     # groups 3 and 4 get all-equal rewards (dropped by the filter), groups 5..8 get mixed rewards
     rewards = ScriptedRewards(lambda gid, reqs: [1.0] * len(reqs) if gid in (3, 4) else [0.0, 1.0][: len(reqs)])
     cfg = RolloutConfig(rollout_batch_size=2, n_samples_per_prompt=2, over_sampling_batch_size=9, dynamic_sampling_filter=True)
@@ -114,7 +114,7 @@ def test_over_sampling_with_dynamic_filter_aborts_the_surplus(engine):
 
 def test_partial_rollout_resumes_from_the_partial_tokens(engine):
     slow = {"on": True}
-    eng = engine(lambda n, b: {"delay": 0.6, "n_tokens": 40, "finish": "length"} if prompt_index(b) == 0 and slow["on"]
+    eng = engine(lambda n, b: {"delay": 30.0, "n_tokens": 40, "finish": "length"} if prompt_index(b) == 0 and slow["on"]
                  else {"n_tokens": 3})
     cfg = RolloutConfig(rollout_batch_size=1, n_samples_per_prompt=1, over_sampling_batch_size=2, partial_rollout=True,
                         sampling=SamplingConfig(max_response_len=40))
