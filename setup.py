@@ -9,11 +9,18 @@ On a CPU machine install through the constraints file so no CUDA build of torch 
     pip install -c constraints/cpu.txt -e ".[dev]"
 GPU clusters use the docker image (docker/) or the `gpu` extra.
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The SGLang / sglang-router pins live in one place (slime_ext/versions.py); read them without importing slime_ext.
+_VERSIONS: dict = {}
+exec((Path(__file__).parent / "slime_ext" / "versions.py").read_text(), _VERSIONS)
 
 # Core dependencies: everything the CPU test suite and the quickstart need.
 INSTALL_REQUIRES = [
     "ahocorasick-rs>=1.0",  # one-pass multi-entity matching for the rubric reward
+    "aiohttp>=3.9",  # rollout client: /generate at 512+ requests in flight (httpx's pool is ~15x slower there)
     "bm25s>=0.2.10",  # BM25 index of the local search backend (data_gen/search_index.py); numpy-only
     "fastapi>=0.110",
     "httpx>=0.27",
@@ -21,6 +28,7 @@ INSTALL_REQUIRES = [
     "pydantic>=2.6",
     "rich>=13",
     "safetensors>=0.4",
+    f"sglang-router=={_VERSIONS['SGLANG_ROUTER_VERSION']}",  # the real router in front of rollout engines (Rust, runs on CPU)
     "torch",  # CPU machines: constraints/cpu.txt pins the local 2.13.0 CPU wheel
     "transformers>=4.51",  # tokenizers: slime interop reads stop tokens; later, context assembly and engines
     "uvicorn>=0.29",
@@ -29,13 +37,14 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # Production GPU stack; the docker image pins the exact versions (docker/README.md).
     "gpu": [
-        "sglang==0.5.23",
+        f"sglang=={_VERSIONS['SGLANG_VERSION']}",
         "transformer-engine[pytorch]==2.20.2",
         "flash-attn==2.8.3.post2",
     ],
     "dev": [
         "pytest>=8",
         "pytest-timeout>=2.3",
+        "msgspec>=0.18",  # the SGLang contract test runs the pinned release's own JSON decoder on our payloads
     ],
 }
 

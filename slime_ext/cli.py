@@ -2,6 +2,8 @@
 
     longtrace reward score|serve|bench ...      reward/cli.py
     longtrace data ...                          data_gen/cli.py
+    longtrace engine serve|launch ...           slime_ext/torch_engine.py, slime_ext/sglang_engine.py
+    longtrace rollout ...                       slime_ext/rollout.py
     longtrace train ...                         slime_ext/train.py
 
 Sub-commands import their package lazily, so ``longtrace reward`` never imports torch.
@@ -14,6 +16,8 @@ import sys
 COMMANDS = {
     "reward": ("reward.cli", "outcome + rubric rewards: score files, serve, benchmark"),
     "data": ("data_gen.cli", "training data: synthetic world, KILT store, walks, questions, search, agents"),
+    "engine": ("slime_ext.engine_cli", "rollout engines: serve (torch engine, SGLang API), launch (SGLang/torch + router)"),
+    "rollout": ("slime_ext.rollout", "generate and score GRPO groups for a dataset through engines behind the router"),
     "tiny-model": ("slime_ext.tiny_model", "write a tiny random Qwen3 checkpoint + tokenizer (tests, quickstart)"),
 }
 

@@ -38,6 +38,7 @@ class Sample:
     rollout_logprobs: list[float] = field(default_factory=list)  # one per response token
     response_text: str = ""
     status: str = PENDING
+    error: str | None = None  # why a FAILED sample failed: a named reason ("retries_exhausted: ...", "http_400: ...")
     finish_reason: dict | None = None  # as SGLang returned it (type, matched stop token / length)
     label: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)  # extra_reward_info, source, tiers ...

@@ -119,3 +119,161 @@ class ScriptedJudge:
 
     async def aclose(self):
         pass
+
+
+def sharpened_tiny_model(out_dir, vocab_size: int = 512, scale: float = 40.0, seed: int = 0):
+    """A tiny Qwen3 checkpoint whose output layer is scaled up, so next-token distributions are peaked (greedy
+    choices are not near-ties and batching cannot flip them by rounding)."""
+    from safetensors.torch import load_file, save_file
+
+    from slime_ext.tiny_model import make_tiny_qwen3
+
+    path = make_tiny_qwen3(out_dir, vocab_size=vocab_size, seed=seed)
+    f = Path(path) / "model.safetensors"
+    tensors = load_file(str(f))
+    tensors["lm_head.weight"] = tensors["lm_head.weight"] * scale
+    save_file(tensors, str(f), metadata={"format": "pt"})
+    return path
+
+
+def reference_logprobs(model_path, prompt: list[int], response: list[int], temperature: float = 1.0) -> list[float]:
+    """log_softmax(logits / T) of each response token under a plain HF forward pass of the checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logits = model(ids).logits[0].float()
+    lp = torch.log_softmax(logits / temperature, dim=-1)
+    return [float(lp[len(prompt) - 1 + i, t]) for i, t in enumerate(response)]
+
+
+def start_torch_engine(model_path, port: int, *extra: str) -> subprocess.Popen:
+    """A torch engine subprocess in its own process group (stop it with stop_process)."""
+    import os
+
+    proc = subprocess.Popen(
+        longtrace_cmd("engine", "serve", "--model-path", str(model_path), "--port", str(port), "--torch-threads", "1",
+                      "--log-level", "warning", *extra),
+        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 90, proc)
+    except Exception:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    import os
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+class FakeSGLangEngine:
+    """A scripted engine speaking SGLang's /generate and /abort_request (for client and rollout-loop tests).
+
+    ``script(call_number, body) -> dict`` with optional keys: ``status`` (HTTP status; "drop" closes the connection
+    without an answer), ``delay`` (seconds the request takes; an abort cuts it short), ``n_tokens`` (tokens to
+    produce, capped by max_new_tokens), ``finish`` ("stop" ends on token ``stop_id``, "length" otherwise).
+    Output token k of a request is ``first_token + k`` (first_token = 100 + len(input_ids), so a resumed request
+    visibly continues), every log-prob is -0.25. An aborted request returns the share of its tokens that its
+    delay had produced when the abort came, with finish_reason abort.
+    """
+
+    stop_id = 2
+
+    def __init__(self, script=None):
+        self.script = script or (lambda n, body: {})
+        self.calls, self.bodies, self.aborts = 0, [], []
+        self._events: dict[str, threading.Event] = {}
+        self._abort_all = threading.Event()
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, payload):
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self):
+                self._send(200, {"ok": True})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if self.path == "/abort_request":
+                    with fake._lock:
+                        fake.aborts.append(body)
+                        if body.get("abort_all"):
+                            for ev in fake._events.values():
+                                ev.set()
+                        elif body.get("rid") in fake._events:
+                            fake._events[body["rid"]].set()
+                    return self._send(200, {})
+                if self.path != "/generate":
+                    return self._send(404, {"error": "no route"})
+                with fake._lock:
+                    fake.calls += 1
+                    n = fake.calls
+                    fake.bodies.append(body)
+                    ev = fake._events.setdefault(body.get("rid") or f"anon{n}", threading.Event())
+                plan = fake.script(n, body)
+                if plan.get("status") == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                delay = plan.get("delay", 0.0)
+                start = time.monotonic()
+                aborted = ev.wait(delay) if delay else ev.is_set()
+                if plan.get("status", 200) != 200:
+                    return self._send(plan["status"], {"error": {"message": "scripted failure"}})
+                params = body.get("sampling_params") or {}
+                want = min(plan.get("n_tokens", 8), params.get("max_new_tokens", 128))
+                if aborted:
+                    share = (time.monotonic() - start) / delay if delay else 0.0
+                    want = max(1, min(want - 1, int(want * share)))
+                first = 100 + len(body["input_ids"])
+                tokens = [first + k for k in range(want)]
+                if aborted:
+                    finish = {"type": "abort", "message": "Aborted"}
+                elif plan.get("finish", "stop") == "stop" and want < params.get("max_new_tokens", 128):
+                    tokens[-1] = fake.stop_id
+                    finish = {"type": "stop", "matched": fake.stop_id}
+                else:
+                    finish = {"type": "length", "length": want}
+                meta = {"id": body.get("rid"), "finish_reason": finish, "prompt_tokens": len(body["input_ids"]),
+                        "completion_tokens": len(tokens), "weight_version": plan.get("weight_version", "3"),
+                        "output_token_logprobs": [[-0.25, t, None] for t in tokens]}
+                self._send(200, {"text": " ".join(f"t{t}" for t in tokens), "output_ids": tokens, "meta_info": meta})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        for ev in list(self._events.values()):
+            ev.set()
+        self.server.shutdown()
+        self.server.server_close()
