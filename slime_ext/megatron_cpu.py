@@ -1,0 +1,82 @@
+"""The CPU portability shims megatron-core 0.16 needs to run without CUDA (tests, quickstart, CI). Nothing else.
+
+On a GPU machine ``install()`` does nothing. On CPU it patches, once:
+
+1. ``torch.cuda.current_device`` -> cpu (RoPE moves ``inv_freq`` to the current CUDA device);
+2. the CUDA RNG tracker -> the CPU generator (attention dropout forks the model-parallel RNG state);
+3. ``WrappedTorchNorm`` -> a plain torch norm whose parameters are tagged ``sequence_parallel`` (the local spec
+   refuses sequence parallelism; Megatron's ``finalize_model_grads`` then all-reduces those grads over TP);
+4. a ``TorchFunctionMode`` that maps ``device='cuda'`` / ``.cuda()`` / ``.to('cuda')`` to cpu and reports
+   ``torch.cuda.*Tensor`` type strings, so Megatron's DDP and (distributed) optimizer run unchanged;
+5. no-op ``torch.cuda.synchronize`` / ``empty_cache`` / ``manual_seed``.
+
+The explicit causal (or block-diagonal) attention mask that CPU callers pass avoids megatron's default mask,
+which is built on ``device="cuda"``.
+"""
+from __future__ import annotations
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+PATCHES: list[str] = []
+_INSTALLED = False
+
+
+def _patch(obj, name: str, value) -> None:
+    PATCHES.append(f"{getattr(obj, '__name__', type(obj).__name__)}.{name}")
+    setattr(obj, name, value)
+
+
+def _is_cuda(device) -> bool:
+    return (isinstance(device, str) and device.startswith("cuda")) or (
+        isinstance(device, torch.device) and device.type == "cuda"
+    )
+
+
+class CudaToCpu(TorchFunctionMode):
+    """Runs tensor code written for CUDA on the CPU (see the module docstring)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is torch.Tensor.cuda:
+            return args[0]
+        if func is torch.Tensor.type and len(args) == 1 and not kwargs:
+            return func(*args).replace("torch.", "torch.cuda.", 1)  # megatron asserts on these strings
+        if "device" in kwargs and _is_cuda(kwargs["device"]):
+            kwargs["device"] = "cpu"
+        if func is torch.Tensor.to:
+            args = tuple("cpu" if _is_cuda(a) else a for a in args)
+        return func(*args, **kwargs)
+
+
+def _sequence_parallel_torch_norm() -> None:
+    import megatron.core.transformer.torch_norm as torch_norm
+
+    def __new__(cls, config, hidden_size, eps=1e-5, persist_layer_norm=False, zero_centered_gamma=False,
+                normalization="LayerNorm"):
+        norm_cls = {"LayerNorm": torch.nn.LayerNorm, "RMSNorm": torch.nn.RMSNorm}[config.normalization]
+        norm = norm_cls(hidden_size, eps=eps)
+        for p in norm.parameters():
+            p.sequence_parallel = config.sequence_parallel
+        return norm
+
+    _patch(torch_norm.WrappedTorchNorm, "__new__", __new__)
+
+
+def install() -> None:
+    """Apply the shims (idempotent). Call before building megatron models or optimizers."""
+    global _INSTALLED
+    if _INSTALLED or torch.cuda.is_available():
+        return
+    import megatron.core.tensor_parallel.random as tp_random
+
+    _patch(torch.cuda, "current_device", lambda: torch.device("cpu"))
+    _patch(torch.cuda, "synchronize", lambda *a, **k: None)
+    _patch(torch.cuda, "empty_cache", lambda *a, **k: None)
+    _patch(torch.cuda, "manual_seed", lambda seed: None)
+    _patch(torch.cuda, "get_rng_state", lambda device="cuda": torch.get_rng_state())
+    _patch(tp_random, "_get_cuda_rng_state", lambda *a, clone=False, **k: torch.get_rng_state())
+    _patch(tp_random, "_set_cuda_rng_state", lambda state, *a, **k: torch.set_rng_state(state))
+    _sequence_parallel_torch_norm()
+    CudaToCpu().__enter__()  # process-wide from here on
+    _INSTALLED = True
