@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "httpx>=0.27",
     "megatron-core==0.16.1",  # the trainer; pinned: slime_ext relies on GPTModel internals of this release
     "numpy>=1.26",
+    "psutil>=5.9",  # megatron's checkpoint writer processes need it (they hang the save without it)
     "pydantic>=2.6",
     "rich>=13",
     "safetensors>=0.4",

@@ -8,7 +8,11 @@ On a GPU machine ``install()`` does nothing. On CPU it patches, once:
    refuses sequence parallelism; Megatron's ``finalize_model_grads`` then all-reduces those grads over TP);
 4. a ``TorchFunctionMode`` that maps ``device='cuda'`` / ``.cuda()`` / ``.to('cuda')`` to cpu and reports
    ``torch.cuda.*Tensor`` type strings, so Megatron's DDP and (distributed) optimizer run unchanged;
-5. no-op ``torch.cuda.synchronize`` / ``empty_cache`` / ``manual_seed``.
+5. no-op ``torch.cuda.synchronize`` / ``empty_cache`` / ``manual_seed``;
+6. loading a "fully reshardable" distributed-optimizer checkpoint into torch's Adam (used when neither
+   transformer-engine nor apex is installed): megatron 0.16.1 skips the per-parameter ``step`` when reading
+   the checkpoint but then copies every state key, ``step`` included, and fails; the patch copies the keys
+   the checkpoint provides (``step`` is restored from the param groups, as megatron intends).
 
 The explicit causal (or block-diagonal) attention mask that CPU callers pass avoids megatron's default mask,
 which is built on ``device="cuda"``.
@@ -63,6 +67,23 @@ def _sequence_parallel_torch_norm() -> None:
     _patch(torch_norm.WrappedTorchNorm, "__new__", __new__)
 
 
+def _optimizer_state_copy_known_keys() -> None:
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    original = DistributedOptimizer._set_main_param_and_optimizer_states
+
+    def _set_main_param_and_optimizer_states(self, model_param, tensors):
+        if self.config.use_precision_aware_optimizer_no_fp8_or_ds_fp8:
+            return original(self, model_param, tensors)
+        group_index, group_order = self.model_param_group_index_map[model_param]
+        main_param = self.optimizer.param_groups[group_index]["params"][group_order]
+        dst = {"param": main_param, **self.optimizer.state[main_param]}
+        for key, value in tensors.items():
+            dst[key].copy_(value)
+
+    _patch(DistributedOptimizer, "_set_main_param_and_optimizer_states", _set_main_param_and_optimizer_states)
+
+
 def install() -> None:
     """Apply the shims (idempotent). Call before building megatron models or optimizers."""
     global _INSTALLED
@@ -78,5 +99,6 @@ def install() -> None:
     _patch(tp_random, "_get_cuda_rng_state", lambda *a, clone=False, **k: torch.get_rng_state())
     _patch(tp_random, "_set_cuda_rng_state", lambda state, *a, **k: torch.set_rng_state(state))
     _sequence_parallel_torch_norm()
+    _optimizer_state_copy_known_keys()
     CudaToCpu().__enter__()  # process-wide from here on
     _INSTALLED = True
