@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "reward": ("reward.cli", "outcome + rubric rewards: score files, serve, benchmark"),
     "data": ("data_gen.cli", "training data: synthetic world, KILT store, walks, questions, search, agents"),
+    "convert": ("slime_ext.convert", "HF <-> megatron distributed checkpoints (hf-to-mcore, mcore-to-hf)"),
     "tiny-model": ("slime_ext.tiny_model", "write a tiny random Qwen3 checkpoint + tokenizer (tests, quickstart)"),
 }
 

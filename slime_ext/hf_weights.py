@@ -353,21 +353,51 @@ class ShardedSafetensorsWriter:
 
 
 def write_index(out_dir: str | Path, weight_maps: list[dict[str, str]]) -> None:
-    merged: dict[str, str] = {}
-    for wm in weight_maps:
-        merged.update(wm)
-    total = 0
     out = Path(out_dir)
+    merged = {name: fname for wm in weight_maps for name, fname in wm.items()}
+    total = sum((out / f).stat().st_size for f in set(merged.values()))
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(merged.items()))}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def copy_hf_side_files(src: str | Path, dst: str | Path, arch_update: Callable[[dict], dict] | None = None) -> None:
-    """config.json, generation config and tokenizer files from the source HF directory."""
+_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer*", "vocab*", "merges.txt", "special_tokens_map.json",
+               "added_tokens.json", "chat_template*", "*.tiktoken")
+
+
+def copy_hf_side_files(src: str | Path, dst: str | Path) -> None:
+    """The config and tokenizer files of an HF directory (not its weights, nor anything else in it)."""
     import shutil
 
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
-            shutil.copy2(f, dst / f.name)
+    for pattern in _SIDE_FILES:
+        for f in src.glob(pattern):
+            if f.is_file():
+                shutil.copy2(f, dst / f.name)
+
+
+def export_hf_checkpoint(model: torch.nn.Module, arch: ModelArch, out_dir: str | Path, side_files_from: str | Path,
+                         dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30) -> Path:
+    """Write an (unwrapped, possibly model-parallel) GPTModel as an HF checkpoint. Collective over all ranks.
+
+    Each pipeline stage (and EP rank) has its TP rank 0 of DP/CP rank 0 write its own shard files; global rank 0
+    writes the index and copies config + tokenizer from ``side_files_from``."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    out = Path(out_dir)
+    shard = Shard.current()
+    writer = ShardedSafetensorsWriter(out, prefix=f"model-pp{shard.pp_rank:02d}-ep{shard.ep_rank:02d}", max_shard_bytes=max_shard_bytes)
+    writes = shard.tp_rank == 0 and ps.get_data_parallel_rank() == 0 and ps.get_context_parallel_rank() == 0
+    for name, tensor in iter_hf_tensors(model, arch, shard, ps.get_tensor_model_parallel_group(), dtype):
+        if writes:
+            writer.add(name, tensor)
+    if writes:
+        writer.flush()
+    maps: list = [None] * dist.get_world_size()
+    dist.all_gather_object(maps, writer.weight_map if writes else None)
+    if dist.get_rank() == 0:
+        write_index(out, [m for m in maps if m])
+        copy_hf_side_files(side_files_from, out)
+    dist.barrier()
+    return out

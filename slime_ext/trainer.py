@@ -31,14 +31,7 @@ import torch
 import torch.distributed as dist
 
 from .flops import sequence_cost, train_flops
-from .hf_weights import (
-    Shard,
-    ShardedSafetensorsWriter,
-    copy_hf_side_files,
-    iter_hf_tensors,
-    load_hf_weights,
-    write_index,
-)
+from .hf_weights import Shard, export_hf_checkpoint, iter_hf_tensors, load_hf_weights
 from .loss import LossConfig, LossStats, policy_loss
 from .megatron_model import ModelArch, ParallelConfig, build_gpt_model, have_transformer_engine, transformer_config
 from .packing import MicroBatch, TrainItem, balance_micro_batches, build_micro_batch, first_fit_decreasing
@@ -63,7 +56,7 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    hf_checkpoint: str
+    hf_checkpoint: str  # HF directory: architecture (config.json), tokenizer, and the initial weights
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     dtype: str = "bf16"  # bf16 (production) or fp32 (CPU tests)
     max_tokens_per_gpu: int = 8192
@@ -75,6 +68,7 @@ class TrainerConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     use_te: bool | None = None  # None: transformer-engine when it imports on a GPU
     load_weights: bool = True  # load hf_checkpoint into the model (False: random init, e.g. benchmarks)
+    mcore_checkpoint: str | None = None  # initial weights from `longtrace convert hf-to-mcore` output instead
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -96,40 +90,64 @@ def init_distributed() -> None:
         dist.init_process_group("gloo")
 
 
+def init_megatron(arch: ModelArch, par: ParallelConfig, seed: int) -> None:
+    """torch.distributed, the CPU shims (no CUDA), megatron's parallel state and seeds."""
+    from megatron.core import parallel_state as ps
+    from megatron.core import tensor_parallel
+
+    init_distributed()
+    if not torch.cuda.is_available():
+        from . import megatron_cpu
+
+        megatron_cpu.install()
+    par.check(arch, dist.get_world_size())
+    if not ps.model_parallel_is_initialized():
+        ps.initialize_model_parallel(
+            tensor_model_parallel_size=par.tp, pipeline_model_parallel_size=par.pp,
+            context_parallel_size=par.cp, expert_model_parallel_size=par.ep,
+        )
+    random.seed(seed)
+    torch.manual_seed(seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def build_stage_model(arch: ModelArch, tcfg, use_te: bool):
+    """This rank's pipeline stage of the policy model, on this rank's device."""
+    from megatron.core import parallel_state as ps
+
+    model = build_gpt_model(arch, tcfg, pre_process=ps.is_pipeline_first_stage(),
+                            post_process=ps.is_pipeline_last_stage(), use_te=use_te)
+    if torch.cuda.is_available():
+        model.cuda(torch.cuda.current_device())
+    return model
+
+
+def load_mcore_model(model, mcore_dir: str | Path) -> None:
+    """Weights from a model-only megatron distributed checkpoint (``longtrace convert hf-to-mcore``)."""
+    from megatron.core import dist_checkpointing
+
+    loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(mcore_dir))
+    model.load_state_dict(loaded["model"])
+
+
 class MegatronTrainer:
     def __init__(self, cfg: TrainerConfig):
-        from megatron.core import parallel_state as ps
-        from megatron.core import tensor_parallel
-
         self.cfg = cfg
         cfg.loss.check()
-        init_distributed()
-        if not torch.cuda.is_available():
-            from . import megatron_cpu
-
-            megatron_cpu.install()
         par = cfg.parallel
         self.arch = ModelArch.from_hf_config(cfg.hf_checkpoint)
-        par.check(self.arch, dist.get_world_size())
-        if not ps.model_parallel_is_initialized():
-            ps.initialize_model_parallel(
-                tensor_model_parallel_size=par.tp, pipeline_model_parallel_size=par.pp,
-                context_parallel_size=par.cp, expert_model_parallel_size=par.ep,
-            )
+        init_megatron(self.arch, par, cfg.seed)
         self.use_te = have_transformer_engine() if cfg.use_te is None else cfg.use_te
         if par.cp > 1 and not self.use_te:
             raise ValueError("context parallelism needs transformer-engine (GPU); use cp=1 on this machine")
-        random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        tensor_parallel.model_parallel_cuda_manual_seed(cfg.seed)
         self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
         self.tcfg = transformer_config(self.arch, par, params_dtype=cfg.torch_dtype, use_te=self.use_te, recompute=cfg.recompute)
-        model = build_gpt_model(self.arch, self.tcfg, pre_process=ps.is_pipeline_first_stage(),
-                                post_process=ps.is_pipeline_last_stage(), use_te=self.use_te)
-        if torch.cuda.is_available():
-            model.cuda(torch.cuda.current_device())
-        if cfg.load_weights:
+        model = build_stage_model(self.arch, self.tcfg, self.use_te)
+        if cfg.mcore_checkpoint:
+            load_mcore_model(model, cfg.mcore_checkpoint)
+            log.info("loaded weights from megatron checkpoint %s", cfg.mcore_checkpoint)
+        elif cfg.load_weights:
             n = load_hf_weights(model, cfg.hf_checkpoint, self.arch)
             log.info("loaded %d tensors from %s", n, cfg.hf_checkpoint)
         self.model = self._wrap(model)
@@ -347,27 +365,8 @@ class MegatronTrainer:
         return iter_hf_tensors(self.unwrapped, self.arch, Shard.current(), ps.get_tensor_model_parallel_group(), dtype)
 
     def export_hf(self, out_dir: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30) -> Path:
-        """Write the current weights as an HF checkpoint (config + tokenizer copied from ``hf_checkpoint``).
-
-        Each pipeline stage's TP rank 0 writes its own shard files; global rank 0 writes the index."""
-        from megatron.core import parallel_state as ps
-
-        out = Path(out_dir)
-        writer = ShardedSafetensorsWriter(out, prefix=f"model-pp{ps.get_pipeline_model_parallel_rank():02d}-ep{ps.get_expert_model_parallel_rank():02d}",
-                                          max_shard_bytes=max_shard_bytes)
-        writes = ps.get_tensor_model_parallel_rank() == 0 and ps.get_data_parallel_rank() == 0 and ps.get_context_parallel_rank() == 0
-        for name, tensor in self.hf_named_tensors(dtype):
-            if writes:
-                writer.add(name, tensor)
-        if writes:
-            writer.flush()
-        maps: list = [None] * dist.get_world_size()
-        dist.all_gather_object(maps, writer.weight_map if writes else None)
-        if dist.get_rank() == 0:
-            write_index(out, [m for m in maps if m])
-            copy_hf_side_files(self.cfg.hf_checkpoint, out)
-        dist.barrier()
-        return out
+        """Write the current weights as an HF checkpoint (config + tokenizer copied from ``hf_checkpoint``)."""
+        return export_hf_checkpoint(self.unwrapped, self.arch, out_dir, self.cfg.hf_checkpoint, dtype, max_shard_bytes)
 
     # -------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, ckpt_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
