@@ -192,10 +192,24 @@ def megatron_tensor_from_hf(reader, mname: str, arch: ModelArch, padded_vocab: i
         local, kind = (int(e.group(1)), e.group(2)) if e.group(1) is not None else (int(e.group(4)), e.group(3))
         expert = shard.ep_rank * (arch.num_experts // shard.ep_size) + local
         base = f"{hf}.mlp.experts.{expert}"
-        if kind == "linear_fc1":
-            return _glu_fc1(reader, f"{base}.gate_proj.weight", f"{base}.up_proj.weight", shard)
-        return _cols(reader, f"{base}.down_proj.weight", shard)
+        if f"{base}.down_proj.weight" in reader:  # hub layout: one tensor per expert and projection
+            if kind == "linear_fc1":
+                return _glu_fc1(reader, f"{base}.gate_proj.weight", f"{base}.up_proj.weight", shard)
+            return _cols(reader, f"{base}.down_proj.weight", shard)
+        return _fused_expert(reader, f"{hf}.mlp.experts", expert, kind, shard)
     raise KeyError(f"no HF mapping for Megatron parameter {mname!r}")
+
+
+def _fused_expert(reader, prefix: str, expert: int, kind: str, shard: Shard) -> torch.Tensor:
+    """transformers >= 5 saves experts stacked: gate_up_proj [E, 2F, H] ([gate; up]) and down_proj [E, H, F]."""
+    if kind == "linear_fc1":
+        both = reader.read(f"{prefix}.gate_up_proj", 0, expert, expert + 1)[0]
+        gate, up = both.chunk(2, dim=0)
+        a, b = _split_range(gate.shape[0], shard.tp_size, shard.tp_rank)
+        return torch.cat([gate[a:b], up[a:b]])
+    down = reader.read(f"{prefix}.down_proj", 0, expert, expert + 1)[0]
+    a, b = _split_range(down.shape[1], shard.tp_size, shard.tp_rank)
+    return down[:, a:b]
 
 
 @torch.no_grad()

@@ -12,12 +12,18 @@ On a GPU machine ``install()`` does nothing. On CPU it patches, once:
 6. loading a "fully reshardable" distributed-optimizer checkpoint into torch's Adam (used when neither
    transformer-engine nor apex is installed): megatron 0.16.1 skips the per-parameter ``step`` when reading
    the checkpoint but then copies every state key, ``step`` included, and fails; the patch copies the keys
-   the checkpoint provides (``step`` is restored from the param groups, as megatron intends).
+   the checkpoint provides (``step`` is restored from the param groups, as megatron intends);
+7. one dummy CUDA stream (``torch.cuda.Stream`` / ``current_stream`` / ``stream``): the MoE all-to-all token
+   dispatcher moves its routing counts to the host on a side stream;
+8. ``moe_utils.te_general_gemm = None`` without transformer-engine: megatron 0.16.1's router GEMM tests that
+   name, which only exists when transformer-engine imports (the torch fallback right after it is then used).
 
 The explicit causal (or block-diagonal) attention mask that CPU callers pass avoids megatron's default mask,
 which is built on ``device="cuda"``.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -84,6 +90,29 @@ def _optimizer_state_copy_known_keys() -> None:
     _patch(DistributedOptimizer, "_set_main_param_and_optimizer_states", _set_main_param_and_optimizer_states)
 
 
+class _HostStream:
+    """Stands in for every CUDA stream on CPU (one instance; ordering is already sequential)."""
+
+    _instance = None
+
+    def __new__(cls, *args, **kwargs):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def wait_stream(self, other) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+    def record_event(self, event=None) -> "_HostStream":
+        return self  # an "event" that is always complete
+
+
+_HOST_STREAM = _HostStream()  # a class, not a function: modules annotate with ``torch.cuda.Stream | None``
+
+
 def install() -> None:
     """Apply the shims (idempotent). Call before building megatron models or optimizers."""
     global _INSTALLED
@@ -96,9 +125,16 @@ def install() -> None:
     _patch(torch.cuda, "empty_cache", lambda *a, **k: None)
     _patch(torch.cuda, "manual_seed", lambda seed: None)
     _patch(torch.cuda, "get_rng_state", lambda device="cuda": torch.get_rng_state())
+    _patch(torch.cuda, "Stream", _HostStream)
+    _patch(torch.cuda, "current_stream", lambda *a, **k: _HOST_STREAM)
+    _patch(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     _patch(tp_random, "_get_cuda_rng_state", lambda *a, clone=False, **k: torch.get_rng_state())
     _patch(tp_random, "_set_cuda_rng_state", lambda state, *a, **k: torch.set_rng_state(state))
     _sequence_parallel_torch_norm()
     _optimizer_state_copy_known_keys()
+    import megatron.core.transformer.moe.moe_utils as moe_utils
+
+    if not hasattr(moe_utils, "te_general_gemm"):
+        _patch(moe_utils, "te_general_gemm", None)
     CudaToCpu().__enter__()  # process-wide from here on
     _INSTALLED = True

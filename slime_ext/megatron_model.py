@@ -87,7 +87,7 @@ class ModelArch:
             qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
             qk_norm=model_type in ("qwen3", "qwen3_moe"),
             max_position_embeddings=config.get("max_position_embeddings", 32768),
-            num_experts=config.get("num_experts") if moe else None,
+            num_experts=config.get("num_experts", config.get("num_local_experts")) if moe else None,
             moe_topk=config.get("num_experts_per_tok") if moe else None,
             moe_ffn_hidden_size=config.get("moe_intermediate_size") if moe else None,
             moe_norm_topk_prob=bool(config.get("norm_topk_prob", True)),
