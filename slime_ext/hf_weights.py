@@ -305,9 +305,10 @@ def tp_split_dim(mname: str, param: torch.Tensor) -> int | None:
 
 @torch.no_grad()
 def iter_hf_tensors(model: torch.nn.Module, arch: ModelArch, shard: Shard | None = None, tp_group=None,
-                    dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+                    dtype: torch.dtype | None = None, source: str = "param") -> Iterator[tuple[str, torch.Tensor]]:
     """HF-named full tensors of this pipeline stage (and EP rank), one Megatron parameter at a time.
 
+    ``source="grad"`` yields the accumulated gradients (megatron DDP's ``main_grad``) in the same layout.
     Collective: every TP rank must iterate in step (each parameter is all-gathered over TP). The tied output
     layer is skipped (the embedding carries it)."""
     import torch.distributed as dist
@@ -318,7 +319,7 @@ def iter_hf_tensors(model: torch.nn.Module, arch: ModelArch, shard: Shard | None
         if name == "output_layer.weight" and arch.tie_embeddings:
             continue
         dim = tp_split_dim(name, param)
-        local = param.detach()
+        local = param.main_grad if source == "grad" else param.detach()
         if dim is not None and shard.tp_size > 1:
             parts = [torch.empty_like(local) for _ in range(shard.tp_size)]
             dist.all_gather(parts, local.contiguous(), group=tp_group)
@@ -391,7 +392,7 @@ def copy_hf_side_files(src: str | Path, dst: str | Path) -> None:
 
 
 def export_hf_checkpoint(model: torch.nn.Module, arch: ModelArch, out_dir: str | Path, side_files_from: str | Path,
-                         dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30) -> Path:
+                         dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30, source: str = "param") -> Path:
     """Write an (unwrapped, possibly model-parallel) GPTModel as an HF checkpoint. Collective over all ranks.
 
     Each pipeline stage (and EP rank) has its TP rank 0 of DP/CP rank 0 write its own shard files; global rank 0
@@ -403,7 +404,7 @@ def export_hf_checkpoint(model: torch.nn.Module, arch: ModelArch, out_dir: str |
     shard = Shard.current()
     writer = ShardedSafetensorsWriter(out, prefix=f"model-pp{shard.pp_rank:02d}-ep{shard.ep_rank:02d}", max_shard_bytes=max_shard_bytes)
     writes = shard.tp_rank == 0 and ps.get_data_parallel_rank() == 0 and ps.get_context_parallel_rank() == 0
-    for name, tensor in iter_hf_tensors(model, arch, shard, ps.get_tensor_model_parallel_group(), dtype):
+    for name, tensor in iter_hf_tensors(model, arch, shard, ps.get_tensor_model_parallel_group(), dtype, source):
         if writes:
             writer.add(name, tensor)
     if writes:

@@ -275,8 +275,9 @@ class MegatronTrainer:
         logps = [gathered[i][0] for i in range(len(items))]
         return (logps, [gathered[i][1] for i in range(len(items))]) if with_entropy else logps
 
-    def train_step(self, items: Sequence[TrainItem]) -> dict[str, float]:
-        """One optimiser step over the whole global batch ``items``; returns reduced metrics."""
+    def compute_gradients(self, items: Sequence[TrainItem]) -> LossStats:
+        """Forward + backward over the global batch; the reduced gradients are left in megatron's grad buffers
+        (``train_step`` then steps the optimiser; tests read them with ``export_hf(source="grad")``)."""
         from megatron.core import parallel_state as ps
 
         self.model.train()
@@ -295,10 +296,15 @@ class MegatronTrainer:
             stats.merge(mb_stats)
             return total * scale, {}
 
-        start = time.perf_counter()
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
         self._run(mbs, forward_only=False, loss_fn=loss_fn)
+        return stats
+
+    def train_step(self, items: Sequence[TrainItem]) -> dict[str, float]:
+        """One optimiser step over the whole global batch ``items``; returns reduced metrics."""
+        start = time.perf_counter()
+        stats = self.compute_gradients(items)
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
             self.scheduler.step(increment=1)
@@ -364,9 +370,11 @@ class MegatronTrainer:
 
         return iter_hf_tensors(self.unwrapped, self.arch, Shard.current(), ps.get_tensor_model_parallel_group(), dtype)
 
-    def export_hf(self, out_dir: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30) -> Path:
-        """Write the current weights as an HF checkpoint (config + tokenizer copied from ``hf_checkpoint``)."""
-        return export_hf_checkpoint(self.unwrapped, self.arch, out_dir, self.cfg.hf_checkpoint, dtype, max_shard_bytes)
+    def export_hf(self, out_dir: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30,
+                  source: str = "param") -> Path:
+        """Write the current weights (or, with ``source="grad"``, the gradients) as an HF checkpoint; config and
+        tokenizer are copied from ``hf_checkpoint``."""
+        return export_hf_checkpoint(self.unwrapped, self.arch, out_dir, self.cfg.hf_checkpoint, dtype, max_shard_bytes, source)
 
     # -------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, ckpt_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
