@@ -48,7 +48,7 @@ def load_dir(d):
     return tensors
 
 
-@pytest.mark.parametrize("kind", ["qwen3_tied", "qwen2", "qwen3_moe"])
+@pytest.mark.parametrize("kind", ["qwen3", "qwen3_tied", "qwen2", "qwen3_moe"])
 def test_logprobs_match_hf_transformers(kind, family_checkpoint, tmp_path):
     # packed (several samples per micro-batch) and chunked (3 rows at a time) vs HF one sample at a time
     r = worker("logprobs", family_checkpoint(kind), tmp_path, max_tokens=256, chunk=3, hf_reference=True)
