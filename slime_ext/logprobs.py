@@ -35,9 +35,13 @@ def _mask_padded_vocab(logits: torch.Tensor, real_vocab: int) -> torch.Tensor:
 
 
 def vocab_parallel_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) over the full (TP-sharded) vocab; differentiable. logits: [..., V/TP] fp32."""
+    """Entropy of softmax(logits) over the full (TP-sharded) vocab; differentiable. logits: [..., V/TP] fp32.
+
+    The partial sums are combined with megatron's ``reduce_from_tensor_model_parallel_region``: all-reduce
+    forward, identity backward. (torch's differentiable all_reduce would also all-reduce the gradient, counting
+    the loss once per TP rank, while under TP every rank holds the same, replicated loss.)"""
     import torch.distributed as dist
-    import torch.distributed.nn.functional as dist_fn
+    from megatron.core.tensor_parallel import reduce_from_tensor_model_parallel_region
 
     group, tp = _tp_group()
     top = logits.max(dim=-1, keepdim=True).values.detach()
@@ -48,8 +52,8 @@ def vocab_parallel_entropy(logits: torch.Tensor) -> torch.Tensor:
     sum_e = e.sum(-1, keepdim=True)
     sum_ez = (e * z).sum(-1, keepdim=True)
     if tp > 1:
-        sum_e = dist_fn.all_reduce(sum_e, group=group)
-        sum_ez = dist_fn.all_reduce(sum_ez, group=group)
+        sum_e = reduce_from_tensor_model_parallel_region(sum_e)
+        sum_ez = reduce_from_tensor_model_parallel_region(sum_ez)
     return (sum_e.log() - sum_ez / sum_e).squeeze(-1)
 
 

@@ -69,6 +69,7 @@ class TrainerConfig:
     use_te: bool | None = None  # None: transformer-engine when it imports on a GPU
     load_weights: bool = True  # load hf_checkpoint into the model (False: random init, e.g. benchmarks)
     mcore_checkpoint: str | None = None  # initial weights from `longtrace convert hf-to-mcore` output instead
+    keep_reference: bool | None = None  # keep the initial weights for reference log-probs (default: when KL is on)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -153,6 +154,10 @@ class MegatronTrainer:
         self.model = self._wrap(model)
         self.optimizer, self.scheduler = self._build_optimizer()
         self.step = 0
+        keep_ref = cfg.keep_reference if cfg.keep_reference is not None else cfg.loss.kl_loss_coef != 0
+        # The reference policy is not a second model: a host-memory copy of this rank's initial weights, swapped
+        # in for the reference log-prob pass (as slime does).
+        self._reference = self._weights_to_host() if keep_ref else None
 
     # -------------------------------------------------------------------------------------------- set-up
     def _wrap(self, model):
@@ -274,6 +279,26 @@ class MegatronTrainer:
         gathered = self._gather_from_last_stage(results)
         logps = [gathered[i][0] for i in range(len(items))]
         return (logps, [gathered[i][1] for i in range(len(items))]) if with_entropy else logps
+
+    def _weights_to_host(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().to("cpu", copy=True) for n, p in self.unwrapped.named_parameters()}
+
+    @torch.no_grad()
+    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        for n, p in self.unwrapped.named_parameters():
+            p.copy_(weights[n])
+
+    @torch.no_grad()
+    def compute_ref_logprobs(self, items: Sequence[TrainItem]) -> list[list[float]]:
+        """Log-probs under the reference (initial) weights; the current weights are restored afterwards."""
+        if self._reference is None:
+            raise ValueError("no reference weights kept: set kl_loss_coef != 0 or keep_reference=True")
+        current = self._weights_to_host()
+        self._load_weights(self._reference)
+        try:
+            return self.compute_logprobs(items)
+        finally:
+            self._load_weights(current)
 
     def compute_gradients(self, items: Sequence[TrainItem]) -> LossStats:
         """Forward + backward over the global batch; the reduced gradients are left in megatron's grad buffers

@@ -41,7 +41,8 @@ def trainer_for(args):
     cfg = TrainerConfig(
         hf_checkpoint=args.model, parallel=ParallelConfig(tp=args.tp, pp=args.pp, sequence_parallel=args.sp),
         dtype="fp32", max_tokens_per_gpu=args.max_tokens, log_probs_chunk_size=args.chunk,
-        loss=LossConfig(kl_loss_coef=0.0, tis=args.tis, calculate_per_token_loss=args.per_token_loss),
+        loss=LossConfig(kl_loss_coef=args.kl_coef, kl_loss_type="low_var_kl", entropy_coef=args.entropy_coef, tis=args.tis,
+                        calculate_per_token_loss=args.per_token_loss),
         mcore_checkpoint=args.mcore,
     )
     cfg.optim.lr = 1e-3
@@ -65,6 +66,8 @@ def main() -> None:
     p.add_argument("--tis", choices=["tis", "icepop"])
     p.add_argument("--per-token-loss", action="store_true")
     p.add_argument("--adam-eps", type=float, default=1e-2)
+    p.add_argument("--kl-coef", type=float, default=0.0)
+    p.add_argument("--entropy-coef", type=float, default=0.0)
     p.add_argument("--mcore", help="start from this megatron checkpoint instead of the HF weights")
     p.add_argument("--hf-reference", action="store_true", help="also compute log-probs with HF transformers")
     p.add_argument("--mode", choices=["full", "save", "resume"])
@@ -78,18 +81,18 @@ def main() -> None:
     result: dict = {}
     if args.scenario == "logprobs":
         items = make_items(vocab)
-        result["logprobs"] = trainer.compute_logprobs(items)
+        result["logprobs"], result["entropy"] = trainer.compute_logprobs(items, with_entropy=True)
         if args.hf_reference and dist.get_rank() == 0:
             from transformers import AutoModelForCausalLM
 
             hf = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
-            ref = []
+            result["hf_logprobs"], result["hf_entropy"] = [], []
             with torch.no_grad():
                 for it in items:
                     ids = torch.tensor([it.prompt_tokens + it.response_tokens])
-                    logits = hf(ids).logits[0, len(it.prompt_tokens) - 1: -1]
-                    ref.append(logits.log_softmax(-1).gather(-1, torch.tensor(it.response_tokens)[:, None])[:, 0].tolist())
-            result["hf_logprobs"] = ref
+                    logp_all = hf(ids).logits[0, len(it.prompt_tokens) - 1: -1].log_softmax(-1)
+                    result["hf_logprobs"].append(logp_all.gather(-1, torch.tensor(it.response_tokens)[:, None])[:, 0].tolist())
+                    result["hf_entropy"].append((-(logp_all.exp() * logp_all).sum(-1)).tolist())
     elif args.scenario == "train":
         items = make_items(vocab, rollout_logprobs=args.tis is not None)
         result["logprobs_before"] = trainer.compute_logprobs(items)
@@ -98,6 +101,12 @@ def main() -> None:
         result["metrics"] = trainer.train_step(items)
         result["logprobs_after"] = trainer.compute_logprobs(items)
         trainer.export_hf(args.out / "weights")
+        if args.kl_coef:
+            result["ref_logprobs"] = trainer.compute_ref_logprobs(items)
+            result["logprobs_after_ref_pass"] = trainer.compute_logprobs(items)
+            for it, ref in zip(items, result["ref_logprobs"]):
+                it.ref_logprobs = ref
+            result["metrics_kl"] = trainer.train_step(items)
     else:  # ckpt: three steps straight, or two + save, or resume + the third
         batches = [make_items(vocab, seed=s) for s in range(3)]
         losses = []

@@ -48,11 +48,13 @@ def load_dir(d):
     return tensors
 
 
-@pytest.mark.parametrize("kind", ["qwen3", "qwen3_tied", "qwen2", "qwen3_moe"])
-def test_logprobs_match_hf_transformers(kind, family_checkpoint, tmp_path):
-    # packed (several samples per micro-batch) and chunked (3 rows at a time) vs HF one sample at a time
-    r = worker("logprobs", family_checkpoint(kind), tmp_path, max_tokens=256, chunk=3, hf_reference=True)
+@pytest.mark.parametrize("kind,tp", [("qwen3", 1), ("qwen3_tied", 1), ("qwen2", 1), ("qwen3_moe", 1), ("qwen3", 2)])
+def test_logprobs_and_entropy_match_hf_transformers(kind, tp, family_checkpoint, tmp_path):
+    # packed (several samples per micro-batch) and chunked (3 rows at a time) vs HF one sample at a time;
+    # at TP=2 the vocabulary is split across ranks (vocab-parallel log-softmax and entropy)
+    r = worker("logprobs", family_checkpoint(kind), tmp_path, nproc=tp, tp=tp, max_tokens=256, chunk=3, hf_reference=True)
     assert max_diff(r["logprobs"], r["hf_logprobs"]) < 2e-5
+    assert max_diff(r["entropy"], r["hf_entropy"]) < 2e-5
 
 
 def test_packing_and_chunking_do_not_change_logprobs(family_checkpoint, tmp_path):
@@ -66,18 +68,20 @@ def test_packing_and_chunking_do_not_change_logprobs(family_checkpoint, tmp_path
 def tp1_reference(family_checkpoint, tmp_path_factory):
     cache = {}
 
-    def get(kind):
-        if kind not in cache:
+    def get(kind, loss_flags):
+        key = (kind, tuple(sorted(loss_flags.items())))
+        if key not in cache:
             out = tmp_path_factory.mktemp(f"tp1-{kind}")
-            cache[kind] = (worker("train", family_checkpoint(kind), out), out)
-        return cache[kind]
+            cache[key] = (worker("train", family_checkpoint(kind), out, **loss_flags), out)
+        return cache[key]
 
     return get
 
 
+LOSS_FLAGS = ("entropy_coef", "kl_coef")
 LAYOUTS = [
     ("tp2", "qwen3", dict(tp=2, chunk=3), True),
-    ("tp2_sp", "qwen3", dict(tp=2, sp=True), True),
+    ("tp2_sp_entropy", "qwen3", dict(tp=2, sp=True, entropy_coef=0.01), True),
     ("pp2_tied", "qwen3_tied", dict(pp=2), True),
     ("dp2", "qwen3", dict(), False),  # gradients are sharded over DP ranks: compared through the update
 ]
@@ -85,7 +89,7 @@ LAYOUTS = [
 
 @pytest.mark.parametrize("name,kind,flags,compare_grads", LAYOUTS, ids=[x[0] for x in LAYOUTS])
 def test_parallel_layout_matches_tp1(name, kind, flags, compare_grads, family_checkpoint, tp1_reference, tmp_path):
-    ref, ref_dir = tp1_reference(kind)
+    ref, ref_dir = tp1_reference(kind, {k: v for k, v in flags.items() if k in LOSS_FLAGS})
     got = worker("train", family_checkpoint(kind), tmp_path, nproc=2, **flags)
     assert max_diff(ref["logprobs_before"], got["logprobs_before"]) < 1e-5
     assert got["metrics"]["loss"] == pytest.approx(ref["metrics"]["loss"], rel=1e-5, abs=1e-7)
@@ -100,6 +104,15 @@ def test_parallel_layout_matches_tp1(name, kind, flags, compare_grads, family_ch
     assert max_diff(ref["logprobs_after"], got["logprobs_after"]) < 1e-5
     # the step changed the policy (so the comparison above is not trivially about untouched weights)
     assert max_diff(ref["logprobs_before"], ref["logprobs_after"]) > 1e-3
+
+
+def test_reference_policy_for_kl(family_checkpoint, tmp_path):
+    r = worker("train", family_checkpoint("qwen3"), tmp_path, kl_coef=0.05)
+    # reference log-probs are those of the initial weights, and computing them leaves the current weights in place
+    assert max_diff(r["ref_logprobs"], r["logprobs_before"]) < 1e-6
+    assert r["logprobs_after_ref_pass"] == r["logprobs_after"]
+    assert r["metrics_kl"]["kl_loss"] > 0  # the policy moved away from the reference after one step
+    assert r["metrics"].get("kl_loss") is None  # no reference log-probs given at step 1: no KL term
 
 
 def test_icepop_masks_mismatched_tokens(family_checkpoint, tmp_path):
