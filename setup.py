@@ -24,7 +24,9 @@ INSTALL_REQUIRES = [
     "bm25s>=0.2.10",  # BM25 index of the local search backend (data_gen/search_index.py); numpy-only
     "fastapi>=0.110",
     "httpx>=0.27",
+    "megatron-core==0.16.1",  # the trainer; pinned: slime_ext relies on GPTModel internals of this release
     "numpy>=1.26",
+    "psutil>=5.9",  # megatron's checkpoint writer processes need it (they hang the save without it)
     "pydantic>=2.6",
     "rich>=13",
     "safetensors>=0.4",

@@ -73,3 +73,18 @@ def small_world(tmp_path_factory):
     World.store = store
     World.index = SearchIndex(d / "index", store)
     return World
+
+
+@pytest.fixture(scope="session")
+def family_checkpoint(tmp_path_factory):
+    """family_checkpoint(kind) -> a tiny HF checkpoint directory (built once per session); see helpers."""
+    from .helpers import build_family_checkpoint
+
+    built: dict = {}
+
+    def get(kind: str):
+        if kind not in built:
+            built[kind] = build_family_checkpoint(kind, tmp_path_factory.mktemp(kind))
+        return built[kind]
+
+    return get

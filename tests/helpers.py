@@ -277,3 +277,53 @@ class FakeSGLangEngine:
             ev.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def build_family_checkpoint(kind: str, out_dir: Path) -> Path:
+    """Tiny random HF checkpoints of each supported family, with a tokenizer:
+
+    qwen3        untied embeddings, vocab 1024 (a multiple of 128: no padding)
+    qwen3_tied   tied embeddings, vocab 1000 (Megatron pads it to 1024)
+    qwen2        QKV biases (randomised so they matter), tied
+    qwen3_moe    4 experts, top-2, written in the hub layout (one tensor per expert and projection)
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    from slime_ext.tiny_model import make_tiny_qwen3, train_tokenizer
+
+    out_dir = Path(out_dir)
+    if kind == "qwen3":
+        return make_tiny_qwen3(out_dir, vocab_size=1024, seed=1)
+    if kind == "qwen3_tied":
+        return make_tiny_qwen3(out_dir, vocab_size=1000, tie_word_embeddings=True, seed=2)
+    common = dict(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=4096, rope_theta=1e6)
+    torch.manual_seed(3)
+    if kind == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **common))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0, 0.5)
+    elif kind == "qwen3_moe":
+        model = Qwen3MoeForCausalLM(Qwen3MoeConfig(head_dim=16, moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2,
+                                                   norm_topk_prob=True, tie_word_embeddings=False, **common))
+    else:
+        raise ValueError(kind)
+    model.save_pretrained(out_dir)
+    train_tokenizer(1000).save_pretrained(out_dir)
+    if kind == "qwen3_moe":  # transformers saves stacked experts; rewrite them the way hub checkpoints store them
+        path = out_dir / "model.safetensors"
+        tensors = load_file(path)
+        for key in [k for k in tensors if k.endswith("mlp.experts.gate_up_proj")]:
+            prefix = key[: -len("gate_up_proj")]
+            gate_up, down = tensors.pop(key), tensors.pop(prefix + "down_proj")
+            for e in range(gate_up.shape[0]):
+                gate, up = gate_up[e].chunk(2, dim=0)
+                tensors[f"{prefix}{e}.gate_proj.weight"] = gate.contiguous()
+                tensors[f"{prefix}{e}.up_proj.weight"] = up.contiguous()
+                tensors[f"{prefix}{e}.down_proj.weight"] = down[e].contiguous()
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    return out_dir

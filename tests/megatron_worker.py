@@ -1,0 +1,132 @@
+"""One Megatron trainer scenario per process (python or torchrun); rank 0 writes results for a test to compare.
+
+    python tests/megatron_worker.py logprobs --model DIR --out DIR [--max-tokens N --chunk C --hf-reference]
+    torchrun --nproc_per_node 2 tests/megatron_worker.py train --model DIR --out DIR --tp 2 [--sp] [--pp 2]
+    python tests/megatron_worker.py ckpt --mode full|save|resume --ckpt DIR --model DIR --out DIR
+
+Megatron's parallel state is process-global, so every layout runs in a fresh process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import torch
+
+
+def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = False):
+    from slime_ext.packing import TrainItem
+
+    rng = random.Random(seed)
+    items = []
+    for _ in range(n):
+        r = rng.randint(1, 12)
+        items.append(TrainItem(
+            prompt_tokens=[rng.randrange(vocab) for _ in range(rng.randint(3, 20))],
+            response_tokens=[rng.randrange(vocab) for _ in range(r)],
+            loss_mask=[1 if rng.random() < 0.85 else 0 for _ in range(r)],
+            advantage=rng.uniform(-1, 1),
+            rollout_logprobs=[-rng.uniform(4, 9) for _ in range(r)] if rollout_logprobs else None,
+        ))
+    return items
+
+
+def trainer_for(args):
+    from slime_ext.loss import LossConfig
+    from slime_ext.megatron_model import ParallelConfig
+    from slime_ext.trainer import MegatronTrainer, TrainerConfig
+
+    cfg = TrainerConfig(
+        hf_checkpoint=args.model, parallel=ParallelConfig(tp=args.tp, pp=args.pp, sequence_parallel=args.sp),
+        dtype="fp32", max_tokens_per_gpu=args.max_tokens, log_probs_chunk_size=args.chunk,
+        loss=LossConfig(kl_loss_coef=args.kl_coef, kl_loss_type="low_var_kl", entropy_coef=args.entropy_coef, tis=args.tis,
+                        calculate_per_token_loss=args.per_token_loss),
+        mcore_checkpoint=args.mcore,
+    )
+    cfg.optim.lr = 1e-3
+    # Adam's first step is ~lr * sign(grad): for elements whose gradient is ~0 its size hinges on the last bits of
+    # the gradient, so layouts that agree to 1e-7 on gradients can differ by a few % of lr on such weights. A
+    # large epsilon makes the update a smooth function of the gradient, which is what a layout comparison needs.
+    cfg.optim.adam_eps = args.adam_eps
+    return MegatronTrainer(cfg)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("scenario", choices=["logprobs", "train", "ckpt"])
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--sp", action="store_true")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--chunk", type=int, default=4096)
+    p.add_argument("--tis", choices=["tis", "icepop"])
+    p.add_argument("--per-token-loss", action="store_true")
+    p.add_argument("--adam-eps", type=float, default=1e-2)
+    p.add_argument("--kl-coef", type=float, default=0.0)
+    p.add_argument("--entropy-coef", type=float, default=0.0)
+    p.add_argument("--mcore", help="start from this megatron checkpoint instead of the HF weights")
+    p.add_argument("--hf-reference", action="store_true", help="also compute log-probs with HF transformers")
+    p.add_argument("--mode", choices=["full", "save", "resume"])
+    p.add_argument("--ckpt")
+    args = p.parse_args()
+
+    import torch.distributed as dist
+
+    trainer = trainer_for(args)
+    vocab = trainer.arch.vocab_size
+    result: dict = {}
+    if args.scenario == "logprobs":
+        items = make_items(vocab)
+        result["logprobs"], result["entropy"] = trainer.compute_logprobs(items, with_entropy=True)
+        if args.hf_reference and dist.get_rank() == 0:
+            from transformers import AutoModelForCausalLM
+
+            hf = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+            result["hf_logprobs"], result["hf_entropy"] = [], []
+            with torch.no_grad():
+                for it in items:
+                    ids = torch.tensor([it.prompt_tokens + it.response_tokens])
+                    logp_all = hf(ids).logits[0, len(it.prompt_tokens) - 1: -1].log_softmax(-1)
+                    result["hf_logprobs"].append(logp_all.gather(-1, torch.tensor(it.response_tokens)[:, None])[:, 0].tolist())
+                    result["hf_entropy"].append((-(logp_all.exp() * logp_all).sum(-1)).tolist())
+    elif args.scenario == "train":
+        items = make_items(vocab, rollout_logprobs=args.tis is not None)
+        result["logprobs_before"] = trainer.compute_logprobs(items)
+        trainer.compute_gradients(items)
+        trainer.export_hf(args.out / "grads", source="grad")
+        result["metrics"] = trainer.train_step(items)
+        result["logprobs_after"] = trainer.compute_logprobs(items)
+        trainer.export_hf(args.out / "weights")
+        if args.kl_coef:
+            result["ref_logprobs"] = trainer.compute_ref_logprobs(items)
+            result["logprobs_after_ref_pass"] = trainer.compute_logprobs(items)
+            for it, ref in zip(items, result["ref_logprobs"]):
+                it.ref_logprobs = ref
+            result["metrics_kl"] = trainer.train_step(items)
+    else:  # ckpt: three steps straight, or two + save, or resume + the third
+        batches = [make_items(vocab, seed=s) for s in range(3)]
+        losses = []
+        if args.mode == "resume":
+            result["extra"] = trainer.load_checkpoint(args.ckpt)
+            result["step_after_load"] = trainer.step
+            batches = batches[2:]
+        elif args.mode == "save":
+            batches = batches[:2]
+        for b in batches:
+            losses.append(trainer.train_step(b)["loss"])
+        if args.mode == "save":
+            trainer.save_checkpoint(args.ckpt, {"rollout_id": 2, "data_cursor": 16})
+        result["losses"] = losses
+    if dist.get_rank() == 0:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "result.json").write_text(json.dumps(result))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Pure-function parts of the trainer: loss maths, advantages, packing, context-parallel split, FLOPs, configs."""
+import math
+
+import pytest
+import torch
+
+from slime_ext.context_parallel import build_cp_micro_batch, gather_token_values, padded_length, zigzag_positions
+from slime_ext.flops import forward_flops, train_flops
+from slime_ext.loss import LossConfig, LossStats, grpo_advantages, kl_penalty, mismatch_weight, policy_loss
+from slime_ext.megatron_model import ModelArch, ParallelConfig, padded_vocab_size
+from slime_ext.packing import (
+    TrainItem,
+    balance_micro_batches,
+    block_causal_mask,
+    build_micro_batch,
+    first_fit_decreasing,
+)
+
+QWEN3_4B = {  # the published Qwen3-4B config (numbers from the model card)
+    "model_type": "qwen3", "num_hidden_layers": 36, "hidden_size": 2560, "intermediate_size": 9728,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
+    "rope_theta": 5000000, "rms_norm_eps": 1e-6, "tie_word_embeddings": True, "max_position_embeddings": 262144,
+}
+
+
+def loss_of(logp, adv, **kw):
+    n = logp.numel()
+    cfg = kw.pop("cfg", LossConfig())
+    return policy_loss(logp, advantages=adv, loss_mask=torch.ones(n), token_weight=torch.ones(n), cfg=cfg, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ advantages / loss
+def test_grpo_advantages_centre_and_scale_per_group():
+    adv = grpo_advantages([1.0, 0.0, 0.0, 1.0, 0.5, 0.5], ["a", "a", "a", "a", "b", "b"])
+    a = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    assert adv[:4] == pytest.approx(((a - a.mean()) / (a.std() + 1e-6)).tolist())
+    assert adv[4:] == [0.0, 0.0]  # identical rewards: no signal
+    assert grpo_advantages([1.0, 0.0], ["x", "x"], std_normalize=False) == [0.5, -0.5]
+    assert grpo_advantages([3.0], ["solo"]) == [0.0]
+
+
+def test_on_policy_loss_is_the_plain_policy_gradient():
+    logp = torch.tensor([-1.0, -2.0, -0.5], requires_grad=True)
+    adv = torch.tensor([1.0, -1.0, 2.0])
+    total, stats = loss_of(logp, adv)  # old = current (detached): ratio 1
+    total.backward()
+    assert total.item() == pytest.approx(-(1.0 - 1.0 + 2.0))
+    assert logp.grad.tolist() == pytest.approx([-1.0, 1.0, -2.0])  # d(-A * exp(logp - sg(logp)))/dlogp = -A
+    assert stats.summary()["ratio"] == pytest.approx(1.0) and stats.summary()["pg_clipfrac"] == 0.0
+
+
+def test_clipping_is_asymmetric_and_counted():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 1.5, 0.5, 0.5])).requires_grad_()
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    total, stats = loss_of(logp, adv, old_logp=old, cfg=LossConfig(eps_clip=0.2, eps_clip_high=0.28))
+    # A>0 & ratio 1.5 -> clipped at 1.28; A<0 & ratio 1.5 -> unclipped 1.5; A>0 & 0.5 -> unclipped; A<0 & 0.5 -> 0.8
+    expected = -1.28 + 1.5 - 0.5 + 0.8
+    assert total.item() == pytest.approx(expected)
+    assert stats.summary()["pg_clipfrac"] == pytest.approx(0.5)
+    total.backward()
+    assert logp.grad[0].item() == 0.0 and logp.grad[3].item() == 0.0  # clipped tokens carry no gradient
+
+
+def test_dual_clip_bounds_negative_advantages():
+    logp = torch.log(torch.tensor([10.0]))
+    total, _ = loss_of(logp, torch.tensor([-1.0]), old_logp=torch.zeros(1), cfg=LossConfig(eps_clip_c=3.0))
+    assert total.item() == pytest.approx(3.0)  # min(10, 3) for A = -1
+
+
+def test_kl_estimators():
+    logp, ref = torch.tensor([-1.0]), torch.tensor([-1.5])
+    d = 0.5
+    assert kl_penalty(logp, ref, "k1").item() == pytest.approx(d)
+    assert kl_penalty(logp, ref, "k2").item() == pytest.approx(0.5 * d * d)
+    assert kl_penalty(logp, ref, "k3").item() == pytest.approx(math.exp(-d) - 1 + d)
+    big = kl_penalty(torch.tensor([-30.0]), torch.tensor([0.0]), "low_var_kl")
+    assert big.item() == 10.0  # clamped
+
+
+def test_tis_clamps_and_icepop_zeroes():
+    old, rollout = torch.log(torch.tensor([1.0, 1.0, 1.0])), torch.log(torch.tensor([0.25, 1.0, 4.0]))
+    tis = mismatch_weight(old, rollout, LossConfig(tis="tis", tis_clip_low=0.5, tis_clip_high=2.0))
+    icepop = mismatch_weight(old, rollout, LossConfig(tis="icepop", tis_clip_low=0.5, tis_clip_high=2.0))
+    assert tis.tolist() == pytest.approx([2.0, 1.0, 0.5])
+    assert icepop.tolist() == pytest.approx([0.0, 1.0, 0.0])
+    logp = torch.zeros(3, requires_grad=True)
+    total, stats = loss_of(logp, torch.ones(3), rollout_logp=rollout, cfg=LossConfig(tis="icepop"))
+    total.backward()
+    assert logp.grad.tolist() == pytest.approx([0.0, -1.0, 0.0])
+    assert stats.summary()["icepop_masked_frac"] == pytest.approx(2 / 3)
+
+
+def test_kl_and_entropy_terms_enter_the_loss():
+    logp = torch.tensor([-1.0, -2.0])
+    ref = torch.tensor([-1.5, -2.0])
+    ent = torch.tensor([2.0, 4.0])
+    base, _ = loss_of(logp, torch.zeros(2))
+    total, stats = loss_of(logp, torch.zeros(2), ref_logp=ref, entropy=ent,
+                           cfg=LossConfig(kl_loss_coef=0.1, kl_loss_type="k1", entropy_coef=0.01))
+    assert total.item() == pytest.approx(base.item() + 0.1 * 0.5 - 0.01 * 6.0)
+    assert stats.summary()["entropy"] == pytest.approx(3.0)
+
+
+def test_masks_and_token_weights():
+    logp = torch.tensor([-1.0, -1.0, -1.0])
+    adv = torch.tensor([1.0, 1.0, 1.0])
+    total, stats = policy_loss(logp, advantages=adv, loss_mask=torch.tensor([1.0, 0.0, 1.0]),
+                               token_weight=torch.tensor([0.5, 0.5, 0.25]), cfg=LossConfig())
+    assert total.item() == pytest.approx(-(0.5 + 0.25))
+    assert stats.totals["tokens"] == 2.0
+
+
+def test_loss_stats_merge_and_summary():
+    a, b = LossStats(), LossStats()
+    a.add_mean("x", torch.tensor([1.0, 3.0]), torch.ones(2))
+    b.add_mean("x", torch.tensor([5.0]), torch.ones(1))
+    a.maxima["r_max"], b.maxima["r_max"] = 2.0, 3.0
+    a.totals["tokens"], b.totals["tokens"] = 2.0, 1.0
+    s = a.merge(b).summary()
+    assert s["x"] == pytest.approx(3.0) and s["r_max"] == 3.0 and s["tokens"] == 3.0
+
+
+def test_loss_config_is_validated():
+    with pytest.raises(ValueError, match="kl_loss_type"):
+        LossConfig(kl_loss_type="k9").check()
+    with pytest.raises(ValueError, match="must contain 1"):
+        LossConfig(tis="tis", tis_clip_low=1.2, tis_clip_high=2.0).check()
+    with pytest.raises(ValueError, match="rollout log-probs"):
+        loss_of(torch.zeros(1), torch.ones(1), cfg=LossConfig(tis="tis"))
+
+
+# ------------------------------------------------------------------------------------------------ packing
+def test_first_fit_decreasing_respects_the_budget():
+    lengths = [7, 3, 9, 2, 5, 5, 12]
+    bins = first_fit_decreasing(lengths, 10)
+    assert sorted(i for b in bins for i in b) == list(range(len(lengths)))
+    for b in bins:
+        assert sum(lengths[i] for i in b) <= 10 or len(b) == 1  # the 12-token sample sits alone
+    assert len(bins) == 5  # 12 | 9 | 7+3 | 5+5 | 2
+
+
+def test_balance_gives_equal_counts_and_balanced_cost():
+    lengths = [100, 10, 10, 10, 10, 10, 10, 90]
+    bins = [[0], [1, 2], [3, 4], [5, 6], [7]]
+    cost = lambda b: sum(lengths[i] ** 2 for i in b)  # noqa: E731 (quadratic, like attention)
+    ranks = balance_micro_batches(bins, 2, cost)
+    assert [len(r) for r in ranks] == [3, 3]
+    assert sorted(i for r in ranks for b in r for i in b) == list(range(len(lengths)))
+    loads = [sum(cost(b) for b in r) for r in ranks]
+    assert {0, 7} != {i for b in ranks[0] for i in b} & {0, 7}  # the two big samples land on different ranks
+    with pytest.raises(ValueError, match="same number of micro-batches"):
+        balance_micro_batches([[0], [1], [2]], 2, cost)
+
+
+def test_block_causal_mask():
+    m = block_causal_mask([2, 3])[0, 0]
+    allowed = ~m
+    assert allowed[1, 0] and not allowed[0, 1]  # causal inside sample 1
+    assert not allowed[2, 1] and allowed[4, 2]  # nothing across samples, causal inside sample 2
+
+
+def test_micro_batch_positions_targets_and_padding():
+    items = [TrainItem([5, 6, 7], [8, 9], advantage=1.0, loss_weight=0.5), TrainItem([1, 2], [3], advantage=-1.0)]
+    mb = build_micro_batch(items, [0, 1], pad_to_multiple=4)
+    assert mb.tokens.tolist() == [[5, 6, 7, 8, 9, 1, 2, 3]]
+    assert mb.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2]]  # restart per sample
+    assert mb.logit_positions.tolist() == [2, 3, 6]  # the position BEFORE each response token
+    assert mb.targets.tolist() == [8, 9, 3]
+    assert mb.advantages.tolist() == [1.0, 1.0, -1.0] and mb.response_lengths == [2, 1]
+    padded = build_micro_batch(items, [1], pad_to_multiple=4)
+    assert padded.tokens.shape[1] == 4 and padded.num_tokens == 3
+    with pytest.raises(ValueError, match="loss_mask has 1 entries for 2"):
+        build_micro_batch([TrainItem([1], [2, 3], loss_mask=[1])], [0])
+    with pytest.raises(ValueError, match="given for some samples"):
+        build_micro_batch([TrainItem([1], [2], old_logprobs=[-1.0]), TrainItem([1], [2])], [0, 1])
+
+
+# ------------------------------------------------------------------------------------------------ context parallel
+@pytest.mark.parametrize("seq_len,cp", [(10, 2), (16, 4), (5, 1), (33, 3)])
+def test_zigzag_split_covers_every_position_once_and_balances(seq_len, cp):
+    padded = padded_length(seq_len, cp)
+    assert padded % (2 * cp) == 0 and padded >= seq_len
+    parts = [zigzag_positions(seq_len, cp, r) for r in range(cp)]
+    assert sorted(p for part in parts for p in part) == list(range(padded))
+    assert len({len(part) for part in parts}) == 1
+    chunk = padded // (2 * cp)
+    assert parts[0][:chunk] == list(range(chunk)) and parts[0][-1] == padded - 1  # first and last chunk together
+
+
+def test_cp_micro_batches_reassemble_the_full_batch():
+    pytest.importorskip("megatron.core")
+    items = [TrainItem([1, 2, 3, 4, 5], [6, 7, 8], advantage=0.5), TrainItem([9, 10], [11, 12, 13, 14], advantage=-1.0)]
+    full = build_micro_batch(items, [0, 1])
+    cp = 2
+    shares = [build_cp_micro_batch(items, [0, 1], cp_size=cp, cp_rank=r) for r in range(cp)]
+    total = full.targets.numel()
+    # every response token is owned by exactly one CP rank, and its target/advantage are carried along
+    merged_targets = torch.zeros(total, dtype=torch.long)
+    for mb, index in shares:
+        merged_targets[index] = mb.targets
+        assert mb.packed_seq_params.cu_seqlens_q.tolist() == [0, 8, 16]  # samples padded to multiples of 2*cp
+        # the local token at each local logit position is the token that predicts that response token
+        assert mb.tokens[0][mb.logit_positions].tolist() == full.tokens[0][full.logit_positions[index]].tolist()
+    assert merged_targets.tolist() == full.targets.tolist()
+    assert sum(mb.targets.numel() for mb, _ in shares) == total
+    values = [torch.arange(mb.targets.numel(), dtype=torch.float32) + 100 * r for r, (mb, _) in enumerate(shares)]
+    out = torch.zeros(total)
+    for (mb, index), v in zip(shares, values):
+        out += gather_token_values(v, index, total)  # single-process form of the CP gather
+    assert sorted(out.tolist()) == sorted(torch.cat(values).tolist())
+
+
+# ------------------------------------------------------------------------------------------------ model / flops
+def test_qwen3_4b_architecture_and_flops_match_the_published_figures():
+    arch = ModelArch.from_hf_config(QWEN3_4B)
+    assert (arch.num_heads, arch.num_kv_heads, arch.head_dim, arch.tie_embeddings, arch.qk_norm) == (32, 8, 128, True, True)
+    assert arch.num_params == pytest.approx(4.02e9, rel=0.01)
+    # forward of a 160K sequence with logits everywhere: 8.045e9*S + 2.949e5*S^2 (docs/performance.md)
+    s = 160_000
+    assert forward_flops(arch, s) == pytest.approx(8.045e9 * s + 2.949e5 * s * s, rel=0.01)
+    assert train_flops(arch, [s]) == pytest.approx(3 * forward_flops(arch, s))
+
+
+def test_unsupported_configs_are_clear_errors():
+    with pytest.raises(ValueError, match="model_type 'llama' is not supported"):
+        ModelArch.from_hf_config({**QWEN3_4B, "model_type": "llama"})
+    with pytest.raises(ValueError, match="RoPE scaling 'yarn'"):
+        ModelArch.from_hf_config({**QWEN3_4B, "rope_scaling": {"rope_type": "yarn", "factor": 4}})
+    arch = ModelArch.from_hf_config(QWEN3_4B)
+    with pytest.raises(ValueError, match="num_key_value_heads 8 is not divisible by tp=16"):
+        ParallelConfig(tp=16).check(arch, 16)
+    with pytest.raises(ValueError, match="sequence parallelism needs tp > 1"):
+        ParallelConfig(sequence_parallel=True).check(arch, 1)
+
+
+def test_vocab_padding():
+    assert padded_vocab_size(151936, 1) == 151936 and padded_vocab_size(151936, 4) == 152064  # as megatron-LM pads
+    assert padded_vocab_size(1000, 1) == 1024 and padded_vocab_size(1000, 2) == 1024 and padded_vocab_size(1000, 4) == 1024
+    assert padded_vocab_size(151669, 8) % (128 * 8) == 0
