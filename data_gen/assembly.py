@@ -313,3 +313,51 @@ class Assembler:
             meta["prompt_tokens_exact"] = self.counter.count_uncached(prompt) + self.chat
         return {"id": f"{qid}:{cfg.strategy}:{cfg.seed}", "source": cfg.source,
                 "input_messages": [{"role": "user", "content": prompt}], "label": rec["answer"], "metadata": meta}
+
+
+def run_assembly(assemblers: list[Assembler], tiers_path, output, failures_path=None, rejects_path=None,
+                 resume: bool = True, limit: int | None = None, on_record=lambda: None) -> dict:
+    """Assemble every tier record with every assembler (one per strategy), appending samples to ``output`` (keyed
+    by ``id``; finished ids skipped on a rerun). Samples that cannot be assembled go to the failures file with the
+    reason; malformed tier lines to the rejects file. Streams: one tier record and one sample in memory at a time."""
+    from pathlib import Path
+
+    from reward.jsonl import Rejects, ResumableOutput, read_jsonl
+
+    output = Path(output)
+    out = ResumableOutput(output, key_field="id", resume=resume)
+    rejects = Rejects(rejects_path or output.with_suffix(".rejects.jsonl"), tiers_path)
+    failures = Rejects(failures_path or output.with_suffix(".failures.jsonl"), tiers_path)
+    counts = {"written": 0, "skipped_done": 0, "failed": 0, "rejected_lines": 0, "tokens": 0}
+    for line, rec in read_jsonl(tiers_path):
+        if isinstance(rec, Exception) or not isinstance(rec, dict) or not all(
+                k in rec for k in ("question_id", "question", "answer", "gold")):
+            rejects.add(line, "a tier record needs question_id, question, answer, gold", getattr(rec, "doc", rec))
+            counts["rejected_lines"] += 1
+            on_record()
+            continue
+        for a in assemblers:
+            sid = f"{rec['question_id']}:{a.cfg.strategy}:{a.cfg.seed}"
+            if sid in out.done:
+                counts["skipped_done"] += 1
+                continue
+            if limit is not None and counts["written"] >= limit:
+                break
+            try:
+                sample = a.assemble(rec)
+            except AssemblyError as e:
+                failures.add(line, f"{sid}: {e}", rec["question_id"])
+                counts["failed"] += 1
+                continue
+            out.write(sample)
+            counts["written"] += 1
+            counts["tokens"] += sample["metadata"]["context_tokens"]
+        on_record()
+        if limit is not None and counts["written"] >= limit:
+            break
+    for a in assemblers:
+        a.counter.flush()
+    out.close()
+    rejects.close()
+    failures.close()
+    return counts

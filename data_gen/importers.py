@@ -605,3 +605,70 @@ def _own_record(record: dict) -> dict:
     if not isinstance(record["events"], list) or not all(isinstance(e, dict) and "type" in e for e in record["events"]):
         raise ImportFailed("events must be a list of objects with a 'type'")
     return record
+
+
+# ------------------------------------------------------------------------------------------------ files
+async def import_files(inputs: list[Path], output: Path, fmt: str = "auto", agent: str | None = None,
+                       known: dict | None = None, judge=None, rejects_path: Path | None = None, resume: bool = True,
+                       on_record=lambda: None, workers: int = 8) -> dict:
+    """Import records from ``inputs`` into the trajectory JSONL ``output`` (append-only, keyed by trajectory_id;
+    finished ids are skipped on a rerun). Records without a verdict of their own are judged with ``judge``
+    against their gold answer; without a gold answer they are kept with ``correct: false`` and a verdict error.
+    Unreadable records go to the rejects file (``{line, error, raw}``, line = JSONL line or record position)."""
+    import asyncio
+
+    from reward.jsonl import Rejects, ResumableOutput
+
+    out = ResumableOutput(output, key_field="trajectory_id", resume=resume)
+    counts = {"imported": 0, "skipped": 0, "rejected": 0, "correct": 0, "judged": 0, "by_format": {}}
+    sem = asyncio.Semaphore(max(1, workers))
+
+    async def finish(t: dict) -> None:
+        v = t.get("verdict")
+        if v is None:
+            if judge is not None and t.get("gold_answer") and t.get("final_text", "") and t.get("final_answer") is not None:
+                async with sem:
+                    j = await judge.judge(t["question"], t["gold_answer"], t["final_text"] or t["final_answer"])
+                v = {"correct": bool(j.correct and not j.error), "score": j.score, "extracted": j.extracted,
+                     "judge": judge.name, "error": j.error}
+                counts["judged"] += 1
+            else:
+                why = "no gold answer" if not t.get("gold_answer") else "no final answer"
+                v = {"correct": False, "score": 0.0, "extracted": None, "judge": None, "error": why}
+            t["verdict"] = v
+        t["correct"] = bool(v.get("correct"))
+        out.write(t)
+        counts["imported"] += 1
+        counts["correct"] += t["correct"]
+        counts["by_format"][t.get("source_format", t.get("format"))] = counts["by_format"].get(
+            t.get("source_format", t.get("format")), 0) + 1
+
+    rejects = Rejects(rejects_path or output.with_suffix(".rejects.jsonl"), ", ".join(str(p) for p in inputs))
+    for path in inputs:
+        counters: dict = {}
+        pending: set = set()
+        for pos, rec in iter_records(path):
+            on_record()
+            if isinstance(rec, Exception):
+                msg = f"not valid JSON: {rec.msg} at column {rec.colno}" if isinstance(rec, json.JSONDecodeError) else str(rec)
+                rejects.add(pos, f"{path.name}: {msg}", getattr(rec, "doc", ""))
+                counts["rejected"] += 1
+                continue
+            try:
+                t = import_record(rec, fmt, agent, known, source=path.stem, counters=counters)
+            except (ImportFailed, ToolTextError) as e:
+                rejects.add(pos, f"{path.name}: {e}", rec)
+                counts["rejected"] += 1
+                continue
+            if t["trajectory_id"] in out.done:
+                counts["skipped"] += 1
+                continue
+            pending.add(asyncio.create_task(finish(t)))
+            if len(pending) >= 4 * max(1, workers):
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            await asyncio.gather(*pending)
+    out.close()
+    rejects.close()
+    counts["rejects_file"] = str(rejects.path) if counts["rejected"] else None
+    return counts

@@ -247,3 +247,67 @@ def build_tiers(store: Store, questions: Iterable[dict], trajectories: Iterable[
     for t in trajectories:
         b.add(t)
     return [r for r in (b.tiers(q) for q in questions) if r is not None]
+
+
+def run_tiers(store: Store, questions_path, trajectory_paths, output, failures_path=None, rejects_path=None,
+              correct_only: bool = True, infer_citations: bool = True, resume: bool = True,
+              on_record=lambda: None) -> dict:
+    """Tier records for every question of ``questions_path`` with kept trajectories, appended to ``output`` (keyed
+    by question_id; finished questions skipped on a rerun). Questions without a kept trajectory go to the failures
+    file; malformed trajectory or question lines to the rejects file."""
+    from pathlib import Path
+
+    from reward.jsonl import Rejects, ResumableOutput, read_jsonl
+
+    output = Path(output)
+    out = ResumableOutput(output, key_field="question_id", resume=resume)
+    rejects = Rejects(rejects_path or output.with_suffix(".rejects.jsonl"),
+                      ", ".join(str(p) for p in [questions_path, *trajectory_paths]))
+    failures = Rejects(failures_path or output.with_suffix(".failures.jsonl"), questions_path)
+    b = TierBuilder(store, correct_only=correct_only, infer_citations=infer_citations)
+    counts = {"trajectories": 0, "trajectories_kept": 0, "questions": 0, "written": 0, "skipped_done": 0,
+              "no_kept_trajectory": 0, "rejected_lines": 0, "unknown_question_trajectories": 0,
+              "tier1": 0, "tier2": 0, "unresolved": 0, "dropped": 0}
+    for path in trajectory_paths:
+        for line, t in read_jsonl(path):
+            on_record()
+            if isinstance(t, Exception) or not isinstance(t, dict) or not isinstance(t.get("question_id"), str) \
+                    or not isinstance(t.get("events"), list):
+                why = f"not valid JSON: {t.msg}" if isinstance(t, Exception) else "a trajectory needs 'question_id' and 'events'"
+                rejects.add(line, f"{Path(path).name}: {why}", getattr(t, "doc", t))
+                counts["rejected_lines"] += 1
+                continue
+            counts["trajectories"] += 1
+            counts["trajectories_kept"] += b.add(t)
+    known = set()
+    for line, q in read_jsonl(questions_path):
+        on_record()
+        if isinstance(q, Exception) or not isinstance(q, dict) or not all(
+                isinstance(q.get(k), str) for k in ("question_id", "question", "answer")):
+            rejects.add(line, f"{Path(questions_path).name}: a question needs string question_id, question, answer",
+                        getattr(q, "doc", q))
+            counts["rejected_lines"] += 1
+            continue
+        counts["questions"] += 1
+        known.add(q["question_id"])
+        if q["question_id"] in out.done:
+            counts["skipped_done"] += 1
+            continue
+        rec = b.tiers(q)
+        if rec is None:
+            pool = b.pools.get(q["question_id"])
+            failures.add(line, f"{q['question_id']}: no kept trajectory ("
+                         + (f"{pool.skipped} incorrect" if pool else "none imported") + ")", q["question_id"])
+            counts["no_kept_trajectory"] += 1
+            continue
+        out.write(rec)
+        counts["written"] += 1
+        counts["tier1"] += len(rec["tier1"])
+        counts["tier2"] += len(rec["tier2"])
+        counts["unresolved"] += len(rec["dropped"]["unresolved"])
+        counts["dropped"] += sum(len(v) for k, v in rec["dropped"].items() if k != "unresolved")
+    counts["unknown_question_trajectories"] = sum(p.kept + p.skipped for qid, p in b.pools.items() if qid not in known)
+    out.close()
+    rejects.close()
+    failures.close()
+    return counts
