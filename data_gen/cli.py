@@ -219,7 +219,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start every stage afresh")
 
     p = sub.add_parser("bench", help="throughput: ingestion pages/s, index build, queries/s, walks/s; --assembly")
-    p.add_argument("--pages", type=int, default=100_000, help="synthetic world size for index/search/walks")
+    p.add_argument("--pages", type=int, help="synthetic world size for index/search/walks (default 100000; "
+                   "20000 with --assembly)")
     p.add_argument("--ingest-pages", type=int, default=20_000, help="KILT-shaped pages for the ingestion figure")
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--walk-seeds", type=int, default=200)
@@ -795,6 +796,7 @@ def cmd_bench(args) -> int:
         return run_assembly_bench(args, out, console)
     from .bench import run_bench
 
+    args.pages = args.pages or 100_000
     return run_bench(args, out, console)
 
 
