@@ -526,14 +526,19 @@ def import_record(record: Any, fmt: str = "auto", agent: str | None = None, know
     qid, known_q = _question_id(record, question, known)
 
     walk, messages = _Walk(fmt), []
-    pending: list[RawCall] = []
+    pending: list[list] = []  # [call, output or None] of the latest assistant turn, applied in call order
+
+    def flush() -> None:
+        for call, output in pending:
+            walk.apply(turn_no, call, output)
+        pending.clear()
+
     turn_no, last_assistant = -1, None
     for t in turns:
         if t.role == "assistant":
-            for c in pending:
-                walk.apply(turn_no, c, None)
+            flush()
             turn_no += 1
-            pending = walk.calls(turn_no, t)
+            pending.extend([c, None] for c in walk.calls(turn_no, t))
             last_assistant = (t, bool(pending))
             msg = {"role": "assistant", "content": t.content}
             if t.reasoning:
@@ -542,21 +547,20 @@ def import_record(record: Any, fmt: str = "auto", agent: str | None = None, know
                 msg["tool_calls"] = t.native_calls
             messages.append(msg)
             continue
-        outputs = t.outputs if t.role == "tool" else ([(None, b) for b in tool_response_blocks(t.content)]
-                                                        if tool_response_blocks(t.content) is not None else None)
+        blocks = tool_response_blocks(t.content) if t.role != "tool" else None
+        outputs = t.outputs if t.role == "tool" else ([(None, b) for b in blocks] if blocks is not None else None)
         if outputs is None:
             messages.append({"role": t.role, "content": t.content})
             continue
         messages.append({"role": "user", "content": "\n".join(f"<tool_response>\n{o}\n</tool_response>" for _, o in outputs)})
         for call_id, text in outputs:
-            if not pending:
+            waiting = [p for p in pending if p[1] is None]
+            if not waiting:
                 walk.error(max(turn_no, 0), "tool output without a pending call")
                 continue
-            match = next((c for c in pending if call_id and c.call_id == call_id), pending[0])
-            pending.remove(match)
-            walk.apply(turn_no, match, text)
-    for c in pending:
-        walk.apply(turn_no, c, None)
+            slot = next((p for p in waiting if call_id and p[0].call_id == call_id), waiting[0])
+            slot[1] = text
+    flush()
 
     final_text, final_found = "", False
     if last_assistant is not None and not last_assistant[1] and not last_assistant[0].cut:

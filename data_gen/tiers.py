@@ -232,7 +232,7 @@ class TierBuilder:
         return {
             "question_id": question["question_id"], "question": question["question"], "answer": question["answer"],
             "rubric": question.get("rubric", []), "gold": gold, "tier1": tier1, "tier2": tier2,
-            "cited": [c["url"] for c in cited.values()], "citations": mode,
+            "cited": list(cited), "citations": mode,
             "inferred_citations": list(pool.inferred.values()),
             "dropped": dropped, "agents": sorted(pool.agents),
             "counts": {"trajectories_kept": pool.kept, "trajectories_skipped": pool.skipped, "gold": len(gold),
