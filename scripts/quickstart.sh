@@ -3,10 +3,12 @@
 #
 #   bash scripts/quickstart.sh            # output under runs/quickstart/ (LONGTRACE_RUN_DIR overrides)
 #
-# Today the main job runs the data-generation stages offline on a synthetic world (store, BM25 index, walks,
-# template questions, scripted search-agent trajectories), scores the bundled sample of responses with the
-# reward package (validity checks, rule judge, entity rubric, positive-only group combination), then runs a
-# rollout step for real on CPU: two torch engines (tiny random Qwen3) behind sglang-router, groups scored.
+# Today the main job builds a small training dataset offline with `longtrace data build` and the embedded config
+# data_gen/configs/quickstart.json (synthetic world, BM25 index, walks, template questions, scripted search-agent
+# trajectories, tiers, 4K-token contexts with a byte-level BPE trained on the world, HF export: ~15 s), scores the
+# bundled sample of responses with the reward package (validity checks, rule judge, entity rubric, positive-only
+# group combination), then runs a rollout step for real on CPU: two torch engines (tiny random Qwen3) behind
+# sglang-router, groups scored.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_venv.sh"
@@ -14,8 +16,8 @@ cd "$ROOT"
 RUN_DIR="${LONGTRACE_RUN_DIR:-$ROOT/runs/quickstart}"
 mkdir -p "$RUN_DIR"
 
-echo "== data generation on a synthetic world (offline): $RUN_DIR/data"
-"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" data pipeline --workdir "$RUN_DIR/data" --pages 3000 --seed 0
+echo "== training data from a synthetic world (offline): $RUN_DIR/data/dataset"
+"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" data build data_gen/configs/quickstart.json --workdir "$RUN_DIR/data"
 echo "== scoring reward/data/sample_responses.jsonl (rule judge + entity rubric, eta=0.3, positive-only)"
 "${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" reward score \
     --input reward/data/sample_responses.jsonl \

@@ -7,7 +7,7 @@ import pytest
 from .helpers import ROOT, longtrace_cmd
 
 SUBCOMMANDS = ("synth-world", "ingest", "stats", "walk", "questions", "index", "search", "search-server", "agent",
-               "pipeline", "bench")
+               "pipeline", "import", "tiers", "assemble", "export", "build", "bench")
 
 
 def cli(*args, check=True):
