@@ -144,6 +144,9 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM the whole group, SIGKILL what is left after ``timeout_s``; reaps the leader."""
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
@@ -206,7 +209,7 @@ def wait_healthy(url: str, proc: ManagedProcess, timeout_s: float, route: str = 
     with httpx.Client(timeout=5.0, trust_env=False) as http:
         while time.monotonic() < deadline:
             if not proc.alive():
-                raise RuntimeError(f"{proc.name} exited with {proc.proc.returncode} before {url}{route} answered; "
+                raise RuntimeError(f"{proc.name} exited with {proc.exit_code()} before {url}{route} answered; "
                                    f"log tail:\n{proc.tail()}")
             try:
                 if http.get(f"{url}{route}").status_code == 200:
@@ -256,14 +259,25 @@ class EngineManager:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    # The three hooks below decide where engines run; RayEngineManager (ray_engines.py) overrides them to start
+    # each engine on its placement-group bundle's node.
+    def _endpoint(self, index: int) -> tuple[str, int]:
+        """(host the engine is reached at, port) for engine ``index``."""
+        cfg = self.cfg
+        return cfg.host, cfg.base_port + index if cfg.base_port else free_port(cfg.host)
+
     def _command(self, index: int, port: int) -> list[str]:
         if self.cfg.backend == "sglang":
             return sglang_command(self.cfg, index, port, nccl_port=free_port(self.cfg.host))
         return torch_engine_command(self.cfg, index, port)
 
+    def _spawn(self, engine: Engine, cmd: list[str], log_path: Path | None):
+        """A process handle (alive, exit_code, stop, tail, pid, name, cmd): here a local subprocess."""
+        return ManagedProcess(f"engine{engine.index}", cmd, log_path)
+
     def _launch(self, engine: Engine) -> None:
         log_path = self.log_dir / f"engine{engine.index}.log" if self.log_dir else None
-        engine.process = ManagedProcess(f"engine{engine.index}", self._command(engine.index, engine.port), log_path)
+        engine.process = self._spawn(engine, self._command(engine.index, engine.port), log_path)
         log.info("engine %d: pid %d: %s", engine.index, engine.process.pid, " ".join(engine.process.cmd))
 
     def _wait(self, engine: Engine) -> None:
@@ -273,8 +287,8 @@ class EngineManager:
     def start(self) -> None:
         cfg = self.cfg
         for i in range(cfg.num_engines):
-            port = cfg.base_port + i if cfg.base_port else free_port(cfg.host)
-            self.engines.append(Engine(i, f"http://{cfg.host}:{port}", port))
+            host, port = self._endpoint(i)
+            self.engines.append(Engine(i, f"http://{host}:{port}", port))
         for e in self.engines:
             self._launch(e)
         with ThreadPoolExecutor(max_workers=len(self.engines)) as pool:
@@ -377,7 +391,7 @@ class EngineManager:
     def _recover(self) -> list[str]:
         actions = []
         for e in self.dead():
-            code = e.process.proc.poll() if e.process else None
+            code = e.process.exit_code() if e.process else None
             if self.router:
                 self.router.remove_worker(e.url)
             if e.process:
