@@ -47,22 +47,6 @@ def write_config(preset: str, out: Path) -> Path:
     return out
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
-    """FLOP/s of a large dense matmul on this device (the MFU denominator)."""
-    n = 8192 if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    for _ in range(2):
-        a @ b
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    iters = 20 if device.type == "cuda" else 5
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    sync()
-    return 2 * n**3 * iters / (time.perf_counter() - t0)
-
-
 def make_items(vocab: int, samples: int, seq_len: int, response_len: int, seed: int = 0):
     from slime_ext.packing import TrainItem
 
@@ -127,7 +111,7 @@ def main(argv=None) -> int:
 
     import torch.distributed as dist
 
-    from slime_ext.flops import forward_flops
+    from slime_ext.flops import forward_flops, matmul_peak
     from slime_ext.megatron_model import ParallelConfig
     from slime_ext.trainer import MegatronTrainer, TrainerConfig
 

@@ -43,3 +43,24 @@ def sequence_cost(arch: ModelArch, seq_len: int) -> float:
 
 def mfu(flops: float, seconds: float, peak_flops_per_device: float, devices: int = 1) -> float:
     return flops / (seconds * peak_flops_per_device * devices)
+
+
+def matmul_peak(dtype, device) -> float:
+    """FLOP/s of a large dense matmul on ``device`` in ``dtype``, measured (the MFU denominator)."""
+    import time
+
+    import torch
+
+    device = torch.device(device)
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(2):
+        a @ b
+    sync()
+    iters = 20 if device.type == "cuda" else 5
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    sync()
+    return 2 * n**3 * iters / (time.perf_counter() - t0)

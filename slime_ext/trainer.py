@@ -70,6 +70,10 @@ class TrainerConfig:
     load_weights: bool = True  # load hf_checkpoint into the model (False: random init, e.g. benchmarks)
     mcore_checkpoint: str | None = None  # initial weights from `longtrace convert hf-to-mcore` output instead
     keep_reference: bool | None = None  # keep the initial weights for reference log-probs (default: when KL is on)
+    # Local layer spec only (no transformer-engine: CPU runs): attention is dense over the whole packed micro-batch
+    # (a [T, T] mask), so its cost grows with the square of the packed length; micro-batches are capped at this
+    # many tokens there (a longer sample still gets a bin of its own). TE packs THD with cu_seqlens and ignores it.
+    local_spec_pack_tokens: int = 512
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -213,6 +217,8 @@ class MegatronTrainer:
         par = self.cfg.parallel
         lengths = [it.length for it in items]
         budget = self.cfg.max_tokens_per_gpu * par.cp
+        if not self.use_te:
+            budget = min(budget, self.cfg.local_spec_pack_tokens)
         bins = first_fit_decreasing(lengths, budget)
         per_rank = balance_micro_batches(
             bins, ps.get_data_parallel_world_size(), lambda b: sum(sequence_cost(self.arch, lengths[i]) for i in b)
@@ -358,6 +364,24 @@ class MegatronTrainer:
         else:
             for it, n in zip(items, masked):
                 it.loss_weight = 1.0 / (max(n, 1) * len(items))
+
+    # -------------------------------------------------------------------------------------------- colocation
+    def offload(self) -> None:
+        """Colocated GPU runs: move parameters, gradients and optimiser state to host memory while the engines
+        generate (megatron's RL offload hooks). Nothing to do on CPU."""
+        if not torch.cuda.is_available():
+            return
+        for buffer in self.model.buffers + self.model.expert_parallel_buffers:
+            buffer.offload_to_cpu(move_params=True, move_grads=True)
+        self.optimizer.offload_to_cpu()
+        torch.cuda.empty_cache()
+
+    def onload(self) -> None:
+        if not torch.cuda.is_available():
+            return
+        for buffer in self.model.buffers + self.model.expert_parallel_buffers:
+            buffer.reload_from_cpu(move_params=True, move_grads=True)
+        self.optimizer.restore_from_cpu()
 
     # -------------------------------------------------------------------------------------------- collectives
     def _is_reporting_rank(self, per_sample: bool = False) -> bool:
