@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--colocate", action="store_true", help="engines and trainer share the GPUs (engines sleep while training)")
     g.add_argument("--ray-address", default=None, help="an existing Ray cluster ('auto' inside `ray job submit`); default: start one locally")
     g.add_argument("--ray-num-cpus", type=int, default=None, help="CPUs of a locally started Ray (CPU runs)")
+    g.add_argument("--ray-object-store-mb", type=int, default=512, help="object store of a locally started Ray")
+    g.add_argument("--ray-call-timeout", type=float, default=4 * 3600.0, help="seconds any call to an actor may take")
+    g.add_argument("--trainer-threads", type=int, default=None, help="CPU runs: torch threads per trainer rank")
     g.add_argument("--cpu", action="store_true", help="run on CPU (default when CUDA is absent): gloo, local spec, torch engines")
 
     g = p.add_argument_group("rollout engines")

@@ -18,6 +18,7 @@ COMMANDS = {
     "data": ("data_gen.cli", "training data: synthetic world, KILT store, walks, questions, search, agents"),
     "engine": ("slime_ext.engine_cli", "rollout engines: serve (torch engine, SGLang API), launch (SGLang/torch + router)"),
     "rollout": ("slime_ext.rollout", "generate and score GRPO groups for a dataset through engines behind the router"),
+    "train": ("slime_ext.train", "GRPO training: Megatron-core trainer + rollout engines under Ray (recipes/ launch it)"),
     "convert": ("slime_ext.convert", "HF <-> megatron distributed checkpoints (hf-to-mcore, mcore-to-hf)"),
     "tiny-model": ("slime_ext.tiny_model", "write a tiny random Qwen3 checkpoint + tokenizer (tests, quickstart)"),
 }
