@@ -3,43 +3,47 @@
 #
 #   bash scripts/quickstart.sh            # output under runs/quickstart/ (LONGTRACE_RUN_DIR overrides)
 #
-# Today the main job builds a small training dataset offline with `longtrace data build` and the embedded config
-# data_gen/configs/quickstart.json (synthetic world, BM25 index, walks, template questions, scripted search-agent
-# trajectories, tiers, 4K-token contexts with a byte-level BPE trained on the world, HF export: ~15 s), scores the
-# bundled sample of responses with the reward package (validity checks, rule judge, entity rubric, positive-only
-# group combination), then runs a rollout step for real on CPU: two torch engines (tiny random Qwen3) behind
-# sglang-router, groups scored.
+# The main job, end to end on CPU (about 3 minutes after the install):
+#   1. `longtrace data build` with the embedded config data_gen/configs/quickstart.json: synthetic world, BM25
+#      index, knowledge-graph walks, template questions, scripted search-agent trajectories, tiered distractors,
+#      2K-token contexts counted with a byte-level BPE trained on the world, HF dataset export (~10 s);
+#   2. `longtrace reward score` on the bundled sample responses (validity, rule judge, entity rubric, eta=0.3);
+#   3. `longtrace tiny-model`: a random-initialised Qwen3 (0.5M parameters) using the data build's tokenizer;
+#   4. `longtrace train`: GRPO under Ray - Megatron-core trainer (local spec, gloo), two torch rollout engines behind
+#      sglang-router, rewards, weight sync to the engines every step, eval, checkpoint, wandb (offline) and
+#      metrics.jsonl; a per-step table on the console. A random model earns no reward: the numbers show the
+#      plumbing, `python benchmarks/learn.py` shows a tiny model learning.
+# Re-running resumes: the data build skips finished stages and training continues from the last checkpoint.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_venv.sh"
 cd "$ROOT"
 RUN_DIR="${LONGTRACE_RUN_DIR:-$ROOT/runs/quickstart}"
+BIN="${LONGTRACE_VENV:-$ROOT/.venv}/bin"
+STEPS="${LONGTRACE_QUICKSTART_STEPS:-4}"
 mkdir -p "$RUN_DIR"
 
-echo "== training data from a synthetic world (offline): $RUN_DIR/data/dataset"
-"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" data build data_gen/configs/quickstart.json --workdir "$RUN_DIR/data"
-echo "== scoring reward/data/sample_responses.jsonl (rule judge + entity rubric, eta=0.3, positive-only)"
-"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" reward score \
-    --input reward/data/sample_responses.jsonl \
-    --output "$RUN_DIR/scored.jsonl" --no-resume --show 20
-echo "== scores written to $RUN_DIR/scored.jsonl"
+echo "== 1/4 training data from a synthetic world (offline): $RUN_DIR/data/dataset"
+"$BIN/longtrace" data build data_gen/configs/quickstart.json --workdir "$RUN_DIR/data"
 
-echo "== rollout: 2 torch engines (tiny random Qwen3) behind sglang-router, GRPO groups generated and scored"
-"${LONGTRACE_VENV:-$ROOT/.venv}/bin/python" - "$RUN_DIR/prompts.jsonl" <<'PY'
-import json, sys
-with open("reward/data/sample_responses.jsonl") as f, open(sys.argv[1], "w") as out:
-    seen = set()
-    for line in f:
-        r = json.loads(line)
-        info = r.get("extra_reward_info") or r.get("metadata", {}).get("extra_reward_info")
-        if not info or info["question"] in seen:
-            continue
-        seen.add(info["question"])
-        out.write(json.dumps({"prompt": info["question"], "label": r["label"], "metadata": {"extra_reward_info": info}}) + "\n")
-PY
-"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" tiny-model --out "$RUN_DIR/tiny-qwen3" >/dev/null
-"${LONGTRACE_VENV:-$ROOT/.venv}/bin/longtrace" rollout --prompt-data "$RUN_DIR/prompts.jsonl" \
-    --output "$RUN_DIR/rollout.jsonl" --model-path "$RUN_DIR/tiny-qwen3" --backend torch --num-engines 2 \
-    --torch-threads 1 --rollout-batch-size 2 --n-samples-per-prompt 4 --rollout-max-response-len 64 \
-    --log-dir "$RUN_DIR/engine-logs" 2>&1 | grep -v "HTTP Request"
-echo "== rollout samples written to $RUN_DIR/rollout.jsonl (a random tiny model: rewards are 0, the plumbing is real)"
+echo "== 2/4 scoring reward/data/sample_responses.jsonl (rule judge + entity rubric, eta=0.3, positive-only)"
+"$BIN/longtrace" reward score --input reward/data/sample_responses.jsonl \
+    --output "$RUN_DIR/scored.jsonl" --no-resume --show 20
+
+echo "== 3/4 tiny random Qwen3 with the data build's tokenizer: $RUN_DIR/tiny-qwen3"
+if [[ ! -f "$RUN_DIR/tiny-qwen3/config.json" ]]; then
+    "$BIN/longtrace" tiny-model --out "$RUN_DIR/tiny-qwen3" --tokenizer "$RUN_DIR/data/local_bpe_8192"
+fi
+
+echo "== 4/4 GRPO training, $STEPS rollout steps (Ray, Megatron-core trainer, 2 torch engines behind sglang-router)"
+"$BIN/longtrace" train --cpu --hf-checkpoint "$RUN_DIR/tiny-qwen3" \
+    --prompt-data "$RUN_DIR/data/dataset/data/train.jsonl" \
+    --eval-prompt-data quickstart "$RUN_DIR/data/dataset/data/eval.jsonl" --eval-interval 2 \
+    --n-samples-per-eval-prompt 1 --eval-max-response-len 32 \
+    --num-rollout "$STEPS" --rollout-batch-size 2 --n-samples-per-prompt 4 --rollout-max-response-len 64 \
+    --num-engines 2 --torch-threads 1 --lr 1e-3 \
+    --run-dir "$RUN_DIR/train" --save "$RUN_DIR/checkpoints" --load "$RUN_DIR/checkpoints" --save-interval 2 \
+    --use-wandb --wandb-mode offline --wandb-project longtrace-quickstart 2> "$RUN_DIR/train.log" \
+    || { echo "training failed; last lines of $RUN_DIR/train.log:" >&2; tail -40 "$RUN_DIR/train.log" >&2; exit 1; }
+echo "== done: metrics $RUN_DIR/train/metrics.jsonl, wandb offline run under $RUN_DIR/train/wandb" \
+     "(wandb sync to upload), checkpoints $RUN_DIR/checkpoints"

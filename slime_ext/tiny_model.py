@@ -1,11 +1,14 @@
 """Tiny random-initialised Qwen3 checkpoints (Hugging Face format) for tests, the quickstart and CPU benchmarks.
 
     longtrace tiny-model --out models/tiny-qwen3 [--layers 2 --hidden 64 --heads 4 --kv-heads 2 --vocab 2048]
+                         [--tokenizer DIR]   # reuse a tokenizer (e.g. the data build's local BPE) instead
 
 The checkpoint has the real Qwen3 architecture (GQA, q/k RMSNorm, RoPE, SwiGLU) at toy size, and a byte-level
 BPE tokenizer trained here (deterministically) with Qwen's chat special tokens (``<|im_start|>``,
 ``<|im_end|>``, ``<|endoftext|>``, ``<think>`` ...) and a Qwen3-thinking style chat template whose generation
-prompt opens ``<think>``. Nothing is downloaded.
+prompt opens ``<think>``. Nothing is downloaded. ``--tokenizer DIR`` reuses an existing tokenizer instead (the
+quickstart passes the byte-level BPE its data build trained on the synthetic world, so the prompts the policy
+sees are the token counts the build assembled); the vocabulary then grows to fit it (padded to a multiple of 64).
 """
 from __future__ import annotations
 
@@ -90,6 +93,7 @@ def make_tiny_qwen3(
     max_position_embeddings: int = 32768,
     rope_theta: float = 1_000_000.0,
     seed: int = 0,
+    tokenizer_dir: str | Path | None = None,
 ) -> Path:
     """Write a random-initialised Qwen3ForCausalLM and its tokenizer to ``out_dir``; returns the path."""
     import torch
@@ -97,7 +101,16 @@ def make_tiny_qwen3(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(vocab_size)
+    if tokenizer_dir is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        for t in ("<|im_end|>", "<|endoftext|>"):
+            if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id):
+                raise ValueError(f"tokenizer {tokenizer_dir}: no {t} token (a Qwen-style chat tokenizer is needed)")
+        vocab_size = max(vocab_size, -(-len(tokenizer) // 64) * 64)
+    else:
+        tokenizer = train_tokenizer(vocab_size)
     if len(tokenizer) > vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens, more than vocab_size={vocab_size}")
     config = Qwen3Config(
@@ -136,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab", type=int, default=2048)
     p.add_argument("--tie-embeddings", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="reuse this tokenizer directory (vocab grows to fit it) instead of training the tiny BPE")
     a = p.parse_args(argv)
     path = make_tiny_qwen3(
         a.out, num_layers=a.layers, hidden_size=a.hidden, num_heads=a.heads, num_kv_heads=a.kv_heads,
         head_dim=a.head_dim, ffn_hidden_size=a.ffn, vocab_size=a.vocab, tie_word_embeddings=a.tie_embeddings, seed=a.seed,
+        tokenizer_dir=a.tokenizer,
     )
     print(f"tiny Qwen3 checkpoint written to {path}")
     return 0
