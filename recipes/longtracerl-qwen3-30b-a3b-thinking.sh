@@ -9,7 +9,7 @@
 #           `longtrace train` has no --expert-tensor-parallel-size, so megatron uses expert-TP = TP, and
 #           TP x EP x PP must divide the GPUs: 4 x 16 x 2 = 128 does not fit 32. TP2 x EP16 x PP1 = 32 does
 #           (TP=1 PP=2 EP=16 also fits and is the paper's expert-TP 1). SGLang: engines of TP 8 with EP 8.
-#           RUN_DIR on a filesystem every node sees. Estimated ~15-30 min per step (docs/recipes.md; estimates).
+#           RUN_DIR on a filesystem every node sees. Estimated ~10-30 min per step (docs/recipes.md; estimates).
 # Run:      start Ray (scripts/ray_cluster.sh or scripts/slurm_example.sbatch), then on the head node:
 #              HF_CHECKPOINT=/shared/models/Qwen3-30B-A3B-Thinking-2507 PROMPT_DATA=/shared/data/longtracerl \
 #              EVAL_DATA=/shared/data/aa_lcr.jsonl JUDGE_BASE_URL=http://judge:30000/v1 JUDGE_API_KEY=... \
@@ -74,6 +74,8 @@ if [[ -n "$EVAL_DATA" ]]; then
         --eval-temperature "${EVAL_TEMPERATURE:-0.6}" --eval-top-p "${EVAL_TOP_P:-0.95}" --eval-top-k "${EVAL_TOP_K:-20}"
         --eval-max-response-len "${EVAL_MAX_RESPONSE_LEN:-32000}"
     )
+    # EVAL_ONLY=1: evaluate the starting weights (or LOAD) and exit, eta forced to 0 (pass@k and mean over samples)
+    [[ "${EVAL_ONLY:-0}" == 1 ]] && EVAL_ARGS+=(--eval-only)
 else
     lt_log "no EVAL_DATA: training without periodic evaluation (the paper evaluates AA-LCR every 20 steps)"
 fi

@@ -8,7 +8,7 @@
 # Hardware: 4 nodes x 8 GPUs of 80 GB (H100/H800), 32 GPUs; trainer and SGLang colocated on the same GPUs;
 #           TP4 x PP2 x CP4 + SP (DP 1); SGLang engines of TP 8 (one per node). RUN_DIR must be on a filesystem
 #           every node sees (checkpoints and the disk weight sync are written there).
-#           Estimated ~15-30 min per step (docs/recipes.md: estimates, not measurements).
+#           Estimated ~10-30 min per step (docs/recipes.md: estimates, not measurements).
 # Run:      1. every node runs the docker image (docker/) or has the GPU stack installed;
 #           2. start Ray: `bash scripts/ray_cluster.sh start hostfile` (or scripts/slurm_example.sbatch);
 #           3. on the head node:
@@ -76,6 +76,8 @@ if [[ -n "$EVAL_DATA" ]]; then
         --eval-temperature "${EVAL_TEMPERATURE:-0.6}" --eval-top-p "${EVAL_TOP_P:-0.95}" --eval-top-k "${EVAL_TOP_K:-20}"
         --eval-max-response-len "${EVAL_MAX_RESPONSE_LEN:-32000}"
     )
+    # EVAL_ONLY=1: evaluate the starting weights (or LOAD) and exit, eta forced to 0 (pass@k and mean over samples)
+    [[ "${EVAL_ONLY:-0}" == 1 ]] && EVAL_ARGS+=(--eval-only)
 else
     lt_log "no EVAL_DATA: training without periodic evaluation (the paper evaluates AA-LCR every 20 steps)"
 fi

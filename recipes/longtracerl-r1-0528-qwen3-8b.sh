@@ -7,7 +7,7 @@
 #           tokenizer below). Same algorithm as the 4B recipe: 16 x 8 samples, 200 steps, lr 2e-6, eps 0.2/0.28,
 #           IcePop [0.5, 2], no KL, positive-only rubric (eta 0.3).
 # Hardware: 4 nodes x 8 GPUs of 80 GB (H100/H800), colocated; TP4 x PP2 x CP4 + SP (DP 1); SGLang TP 8 per node.
-#           RUN_DIR on a filesystem every node sees. Estimated ~15-30 min per step (docs/recipes.md; estimates).
+#           RUN_DIR on a filesystem every node sees. Estimated ~10-30 min per step (docs/recipes.md; estimates).
 # KNOWN GAP: the model's config.json has YaRN RoPE scaling (factor 4 over 32,768 positions, max 131,072) and
 #           `longtrace train` refuses RoPE scaling today ("RoPE scaling 'yarn' is not supported"). The run needs
 #           YaRN in the trainer (so trainer and SGLang agree). The engines are allowed past 131,072 positions with
@@ -86,6 +86,8 @@ if [[ -n "$EVAL_DATA" ]]; then
         --eval-temperature "${EVAL_TEMPERATURE:-0.6}" --eval-top-p "${EVAL_TOP_P:-0.95}" --eval-top-k "${EVAL_TOP_K:-20}"
         --eval-max-response-len "${EVAL_MAX_RESPONSE_LEN:-32000}"
     )
+    # EVAL_ONLY=1: evaluate the starting weights (or LOAD) and exit, eta forced to 0 (pass@k and mean over samples)
+    [[ "${EVAL_ONLY:-0}" == 1 ]] && EVAL_ARGS+=(--eval-only)
 else
     lt_log "no EVAL_DATA: training without periodic evaluation (the paper evaluates AA-LCR every 20 steps)"
 fi

@@ -8,7 +8,7 @@
 #           builds 32K prompts: with it set MAX_CONTEXT_LEN=40960 MAX_RESPONSE_LEN=8192).
 # Hardware: 1 node x 8 GPUs of 80 GB (H100/H800/A100-80G). Trainer TP2 x CP2 + SP (DP 2), SGLang engines of TP 2
 #           (4 engines), colocated; one node, so weights move to the engines by CUDA IPC (tensor transport).
-#           Estimated ~4-7 min per step (docs/recipes.md; estimates, not measurements).
+#           Estimated ~4-6 min per step (docs/recipes.md; estimates, not measurements).
 # Run:      HF_CHECKPOINT=models/Qwen3-4B-Thinking-2507 PROMPT_DATA=data/longtracerl-24k \
 #           JUDGE_BASE_URL=http://judge:30000/v1 JUDGE_API_KEY=... bash recipes/qwen3-4b-32k-1node.sh
 #           (no judge endpoint? JUDGE=rule uses the rule-based outcome judge instead). Runs `python -m
@@ -62,6 +62,7 @@ if [[ -n "${EVAL_DATA:-}" ]]; then
         --eval-temperature 0.6 --eval-top-p 0.95 --eval-top-k 20
         --eval-max-response-len "${EVAL_MAX_RESPONSE_LEN:-${MAX_RESPONSE_LEN:-8192}}"
     )
+    [[ "${EVAL_ONLY:-0}" == 1 ]] && EVAL_ARGS+=(--eval-only)
 fi
 
 # ---------------------------------------------------------------- parallelism and memory
