@@ -126,11 +126,12 @@ def train_args(argv: list[str]) -> list[str]:
     return argv[i + 1:]
 
 
-VARIANTS = [{}, {"EVAL_DATA": "/shared/aa_lcr.jsonl"}, {"REWARD_URL": "http://127.0.0.1:7248"},
+VARIANTS = [{}, {"EVAL_DATA": "/shared/aa_lcr.jsonl"}, {"EVAL_DATA": "/shared/aa_lcr.jsonl", "EVAL_ONLY": "1"},
+            {"REWARD_URL": "http://127.0.0.1:7248"},
             {"USE_WANDB": "0", "USE_TENSORBOARD": "0", "SAVE_HF": "/x/hf/step_{rollout_id}", "LOAD": "/x/ckpt"}]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["default", "eval", "reward-server", "no-tracking"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=["default", "eval", "eval-only", "reward-server", "no-tracking"])
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_dry_run_argv_parses(recipe, variant):
     from slime_ext.arguments import build_parser
@@ -143,6 +144,7 @@ def test_dry_run_argv_parses(recipe, variant):
         assert ns.reward_url == variant["REWARD_URL"] and ns.judge_base_url is None
     if "LOAD" in variant:
         assert ns.load == "/x/ckpt"
+    assert ns.eval_only == ("EVAL_ONLY" in variant and recipe.name != "tiny-cpu.sh")
 
 
 def test_multinode_launch_pattern():
