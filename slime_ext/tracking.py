@@ -49,8 +49,12 @@ class Tracker:
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
+            # One wandb run per run dir: a resumed training (--load) keeps logging into the run it started.
+            id_file = self.run_dir / "wandb_run_id"
+            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            id_file.write_text(run_id)
             self.wandb = wandb.init(project=wandb_project, group=wandb_group, name=wandb_run_name, dir=wandb_dir or run_dir,
-                                    mode=wandb_mode, config=config, resume="allow")
+                                    mode=wandb_mode, config=config, id=run_id, resume="allow")
             for ns in ("train", "rollout", "perf"):
                 self.wandb.define_metric(f"{ns}/*", step_metric="rollout/step")
             self.wandb.define_metric("eval/*", step_metric="eval/step")
@@ -65,8 +69,12 @@ class Tracker:
         self.total_steps: int | None = None  # shown as "step/total" in the console table
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        row = {k: v for k, v in metrics.items() if _is_number(v)}
-        self._metrics.write(json.dumps({"step": step, **row}) + "\n")
+        row = {k: float(v) if isinstance(v, bool) else v for k, v in metrics.items() if isinstance(v, (int, float))}
+        bad = sorted(k for k, v in row.items() if not math.isfinite(v))
+        if bad:  # kept (NaN/inf reach wandb and tensorboard as such); JSON has no NaN, so metrics.jsonl gets null
+            log.warning("step %d: non-finite metric(s) %s", step, ", ".join(bad))
+        finite = {k: (v if math.isfinite(v) else None) for k, v in row.items()}
+        self._metrics.write(json.dumps({"step": step, **finite}) + "\n")
         self._metrics.flush()
         if self.wandb is not None:
             self.wandb.log(row)
@@ -104,6 +112,3 @@ class Tracker:
         if self.tb is not None:
             self.tb.close()
 
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

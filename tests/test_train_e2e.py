@@ -105,6 +105,9 @@ def test_train_short_run_then_resume(tmp_path):
     assert steps[2]["train/train_rollout_logprob_abs_diff"] < 1e-4
     assert steps[2]["rollout/weight_version"] >= 1
     assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "iter_0000003"
+    run_id = (run_dir / "wandb_run_id").read_text().strip()  # the resumed run logs into the same wandb run
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(d.name.endswith(run_id) for d in offline)
 
 
 def test_train_rejects_inconsistent_flags(tmp_path):
