@@ -85,7 +85,9 @@ class PromptSource:
     """Dataset records -> groups of Samples; a FIFO buffer of partial groups is served first (partial rollout)."""
 
     def __init__(self, records: Sequence[dict], tokenizer: Any, n_samples_per_prompt: int, apply_chat_template: bool = True):
-        self.records, self.tokenizer, self.n = list(records), tokenizer, n_samples_per_prompt
+        # A Sequence is indexed lazily (a datasets-backed view is never materialised); anything else is listed.
+        self.records = records if isinstance(records, Sequence) else list(records)
+        self.tokenizer, self.n = tokenizer, n_samples_per_prompt
         self.apply_chat_template = apply_chat_template
         self.cursor = 0
         self.buffer: list[list[Sample]] = []
