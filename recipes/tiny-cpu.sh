@@ -4,9 +4,9 @@
 # reward, wandb offline. A random tiny model earns ~0 reward: this checks the plumbing, not learning
 # (benchmarks/learn.py shows learning).
 #
-# Trains:   `longtrace tiny-model` (2 layers, hidden 64, vocab 2,048) on `longtrace data build
-#           data_gen/configs/quickstart.json` (synthetic world, 4K-token contexts; ~9K tokens with the tiny
-#           model's tokenizer), 3 GRPO steps of 2 prompts x 4 samples, responses of at most 48 tokens.
+# Trains:   `longtrace tiny-model` (2 layers, hidden 64) on `longtrace data build data_gen/configs/quickstart.json`
+#           (synthetic world, 2K-token contexts counted with the byte-level BPE the build trains, which the tiny
+#           model then uses as its tokenizer), 3 GRPO steps of 2 prompts x 4 samples, responses of at most 48 tokens.
 # Hardware: any CPU with ~4 GB of free memory; no GPU, no network after `scripts/setup_venv.sh`.
 # Run:      bash recipes/tiny-cpu.sh                  # output under runs/tiny-cpu (RUN_DIR overrides)
 #           NUM_ROLLOUT=4 bash recipes/tiny-cpu.sh    # every value below is an environment variable
@@ -31,7 +31,7 @@ if [[ "${LT_DRY_RUN:-0}" != 1 ]]; then
     "$VENV/bin/longtrace" data build "${DATA_CONFIG:-data_gen/configs/quickstart.json}" --workdir "$DATA_DIR"
     if [[ ! -f "$TINY_MODEL/config.json" ]]; then
         lt_log "tiny model: longtrace tiny-model -> $TINY_MODEL"
-        "$VENV/bin/longtrace" tiny-model --out "$TINY_MODEL" >/dev/null
+        "$VENV/bin/longtrace" tiny-model --out "$TINY_MODEL" --tokenizer "$DATA_DIR/local_bpe_8192" >/dev/null
     fi
 fi
 
