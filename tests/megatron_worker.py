@@ -1,6 +1,7 @@
 """One Megatron trainer scenario per process (python or torchrun); rank 0 writes results for a test to compare.
 
-    python tests/megatron_worker.py logprobs --model DIR --out DIR [--max-tokens N --chunk C --hf-reference]
+    python tests/megatron_worker.py logprobs --model DIR --out DIR [--max-tokens N --chunk C --hf-reference
+                                          --hf-without-rope-scaling --long-prompts N]
     torchrun --nproc_per_node 2 tests/megatron_worker.py train --model DIR --out DIR --tp 2 [--sp] [--pp 2]
     python tests/megatron_worker.py ckpt --mode full|save|resume --ckpt DIR --model DIR --out DIR
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 
-def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = False):
+def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = False, prompt_len: tuple[int, int] = (3, 20)):
     from slime_ext.packing import TrainItem
 
     rng = random.Random(seed)
@@ -24,7 +25,7 @@ def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = F
     for _ in range(n):
         r = rng.randint(1, 12)
         items.append(TrainItem(
-            prompt_tokens=[rng.randrange(vocab) for _ in range(rng.randint(3, 20))],
+            prompt_tokens=[rng.randrange(vocab) for _ in range(rng.randint(*prompt_len))],
             response_tokens=[rng.randrange(vocab) for _ in range(r)],
             loss_mask=[1 if rng.random() < 0.85 else 0 for _ in range(r)],
             advantage=rng.uniform(-1, 1),
@@ -70,6 +71,10 @@ def main() -> None:
     p.add_argument("--entropy-coef", type=float, default=0.0)
     p.add_argument("--mcore", help="start from this megatron checkpoint instead of the HF weights")
     p.add_argument("--hf-reference", action="store_true", help="also compute log-probs with HF transformers")
+    p.add_argument("--hf-without-rope-scaling", action="store_true",
+                   help="also compute HF log-probs of the same weights with plain RoPE (rope scaling removed)")
+    p.add_argument("--long-prompts", type=int, default=None, metavar="N",
+                   help="prompts of N to 2N tokens (instead of 3 to 20)")
     p.add_argument("--mode", choices=["full", "save", "resume"])
     p.add_argument("--ckpt")
     args = p.parse_args()
@@ -80,19 +85,29 @@ def main() -> None:
     vocab = trainer.arch.vocab_size
     result: dict = {}
     if args.scenario == "logprobs":
-        items = make_items(vocab)
+        items = make_items(vocab, prompt_len=(args.long_prompts, 2 * args.long_prompts) if args.long_prompts else (3, 20))
+        result["max_position"] = max(len(it.prompt_tokens) + len(it.response_tokens) for it in items) - 1
         result["logprobs"], result["entropy"] = trainer.compute_logprobs(items, with_entropy=True)
         if args.hf_reference and dist.get_rank() == 0:
-            from transformers import AutoModelForCausalLM
+            from transformers import AutoConfig, AutoModelForCausalLM
 
-            hf = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
-            result["hf_logprobs"], result["hf_entropy"] = [], []
-            with torch.no_grad():
-                for it in items:
-                    ids = torch.tensor([it.prompt_tokens + it.response_tokens])
-                    logp_all = hf(ids).logits[0, len(it.prompt_tokens) - 1: -1].log_softmax(-1)
-                    result["hf_logprobs"].append(logp_all.gather(-1, torch.tensor(it.response_tokens)[:, None])[:, 0].tolist())
-                    result["hf_entropy"].append((-(logp_all.exp() * logp_all).sum(-1)).tolist())
+            def hf_logprobs(config=None):
+                hf = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, config=config).eval()
+                logprobs, entropy = [], []
+                with torch.no_grad():
+                    for it in items:
+                        ids = torch.tensor([it.prompt_tokens + it.response_tokens])
+                        logp_all = hf(ids).logits[0, len(it.prompt_tokens) - 1: -1].log_softmax(-1)
+                        logprobs.append(logp_all.gather(-1, torch.tensor(it.response_tokens)[:, None])[:, 0].tolist())
+                        entropy.append((-(logp_all.exp() * logp_all).sum(-1)).tolist())
+                return logprobs, entropy
+
+            result["hf_logprobs"], result["hf_entropy"] = hf_logprobs()
+            if args.hf_without_rope_scaling:
+                config = AutoConfig.from_pretrained(args.model)
+                assert config.rope_parameters["rope_type"] != "default", "the model has no rope scaling to remove"
+                config.rope_parameters = {"rope_type": "default", "rope_theta": config.rope_parameters["rope_theta"]}
+                result["hf_plain_logprobs"] = hf_logprobs(config)[0]
     elif args.scenario == "train":
         items = make_items(vocab, rollout_logprobs=args.tis is not None)
         result["logprobs_before"] = trainer.compute_logprobs(items)

@@ -180,11 +180,9 @@ def test_resume_picks_up_the_latest_checkpoint(tmp_path):
 
 # ---------------------------------------------------------------- the arithmetic and full validation
 
-def write_config(tmp_path: Path, model: str, drop_rope_scaling: bool = True) -> Path:
+def write_config(tmp_path: Path, model: str) -> Path:
+    # MODELS carry the real config.json's architecture fields (the 8B's YaRN rope_scaling included)
     cfg = dict(TINY_CONFIG) if model == "tiny" else {k: v for k, v in MODELS[model].items() if k != "name"}
-    if model == "r1-qwen3-8b" and not drop_rope_scaling:  # what the real checkpoint's config.json carries
-        cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768,
-                               "attn_factor": 0.8782488562869419}
     d = tmp_path / model
     d.mkdir(exist_ok=True)
     (d / "config.json").write_text(json.dumps(cfg))
@@ -245,13 +243,20 @@ def test_paper_moe_layout_does_not_fit_without_expert_tp_flag(tmp_path, monkeypa
     assert "--expert-tensor-parallel-size" not in train_option_strings()
 
 
-def test_r1_qwen3_8b_real_config_is_refused_until_yarn(tmp_path, monkeypatch):
-    """The 8B's config.json has YaRN RoPE scaling; `longtrace train` refuses it today (docs/recipes.md). When the
-    trainer learns YaRN this test fails: update the recipe header and docs, then this test."""
-    hf = write_config(tmp_path, "r1-qwen3-8b", drop_rope_scaling=False)
+def test_r1_qwen3_8b_real_config_with_yarn_is_accepted(tmp_path, monkeypatch):
+    """The 8B's config.json has YaRN RoPE scaling (factor 4 over 32,768 positions, SGLang's attn_factor): `longtrace
+    train`'s validation accepts it and the trainer builds megatron's YaRN with SGLang's attention factor (1.0)."""
+    from slime_ext.megatron_model import ModelArch
+
+    hf = write_config(tmp_path, "r1-qwen3-8b")
+    assert json.loads((hf / "config.json").read_text())["rope_scaling"]["rope_type"] == "yarn"
     args = train_args(dry_run(ROOT / "recipes" / "longtracerl-r1-0528-qwen3-8b.sh", HF_CHECKPOINT=str(hf)))
-    with pytest.raises(ValueError, match="RoPE scaling 'yarn'"):
-        gpu_parse(args, monkeypatch, gpu=True)
+    a = gpu_parse(args, monkeypatch, gpu=True)
+    yarn = ModelArch.from_hf_config(hf).yarn
+    assert (yarn.factor, yarn.original_max_position_embeddings) == (4.0, 32768)
+    assert yarn.attention_factor == pytest.approx(1.0, abs=1e-12)
+    # the 160K context runs past the config's 131,072 positions (YaRN extrapolates; the paper did the same)
+    assert a.rollout_max_context_len > 131072
 
 
 def test_r1_qwen3_8b_stop_token_from_the_tokenizer(tmp_path):

@@ -57,6 +57,23 @@ def test_logprobs_and_entropy_match_hf_transformers(kind, tp, family_checkpoint,
     assert max_diff(r["entropy"], r["hf_entropy"]) < 2e-5
 
 
+@pytest.mark.parametrize("kind,tp", [("qwen3_yarn", 1), ("qwen3_yarn", 2), ("qwen3_yarn_explicit", 1)])
+def test_yarn_logprobs_match_hf_transformers(kind, tp, family_checkpoint, tmp_path):
+    # YaRN over 64 original positions, samples of 61-132 tokens packed several per micro-batch: megatron's
+    # YarnRotaryEmbedding + attention factor against transformers' Qwen3ForCausalLM on the same config.
+    # qwen3_yarn_explicit: the older top-level rope_scaling, attention_factor 1.3, truncate false, betas 16 / 2
+    r = worker("logprobs", family_checkpoint(kind), tmp_path, nproc=tp, tp=tp, max_tokens=256, chunk=3,
+               hf_reference=True, hf_without_rope_scaling=True, long_prompts=60)
+    assert r["max_position"] > 64  # past the original context
+    diff = max_diff(r["logprobs"], r["hf_logprobs"])
+    print(f"{kind} tp={tp}: max |megatron - HF| log-prob {diff:.2e}, entropy {max_diff(r['entropy'], r['hf_entropy']):.2e}, "
+          f"vs HF without YaRN {max_diff(r['logprobs'], r['hf_plain_logprobs']):.2e}")
+    assert diff < 2e-5
+    assert max_diff(r["entropy"], r["hf_entropy"]) < 2e-5
+    # the same weights with plain RoPE are a clearly different model on these sequences (the test can fail)
+    assert max_diff(r["logprobs"], r["hf_plain_logprobs"]) > 1e-2
+
+
 def test_packing_and_chunking_do_not_change_logprobs(family_checkpoint, tmp_path):
     model = family_checkpoint("qwen3")
     alone = worker("logprobs", model, tmp_path / "a", max_tokens=1, chunk=4096)  # every sample its own bin
