@@ -247,9 +247,19 @@ class ParallelConfig:
     cp: int = 1
     ep: int = 1
     sequence_parallel: bool = False
+    etp: int | None = None  # expert tensor parallelism; None: the experts follow tp (megatron's default)
 
-    def check(self, arch: ModelArch, world_size: int) -> None:
+    @property
+    def expert_tp(self) -> int:
+        return self.tp if self.etp is None else self.etp
+
+    def check(self, arch: ModelArch, world_size: int, training: bool = True) -> None:
         problems = []
+        for name in ("tp", "pp", "cp", "ep", "expert_tp"):
+            if getattr(self, name) < 1:
+                problems.append(f"{'etp' if name == 'expert_tp' else name}={getattr(self, name)} must be >= 1")
+        if problems:
+            raise ValueError("invalid parallel layout:\n  " + "\n  ".join(problems))
         if world_size % (self.tp * self.pp * self.cp) != 0:
             problems.append(f"world size {world_size} is not divisible by tp*pp*cp = {self.tp * self.pp * self.cp}")
         if arch.num_kv_heads % self.tp != 0:
@@ -264,6 +274,18 @@ class ParallelConfig:
             problems.append("expert parallelism (ep > 1) needs an MoE model")
         if arch.num_experts and arch.num_experts % self.ep != 0:
             problems.append(f"num_experts {arch.num_experts} is not divisible by ep={self.ep}")
+        if self.etp is not None and self.etp != self.tp and not arch.num_experts:
+            problems.append(f"expert tensor parallelism (etp={self.etp}) needs an MoE model")
+        if arch.num_experts:
+            # megatron lays the expert part out as ETP x EP x expert-DP x PP over the same ranks
+            etp_ep_pp = self.expert_tp * self.ep * self.pp
+            if world_size % etp_ep_pp != 0:
+                problems.append(f"world size {world_size} is not divisible by etp*ep*pp = {self.expert_tp}*{self.ep}*{self.pp} "
+                                f"= {etp_ep_pp} (megatron's expert layout; etp defaults to tp)")
+            if arch.moe_ffn_hidden_size and arch.moe_ffn_hidden_size % self.expert_tp != 0:
+                problems.append(f"moe_intermediate_size {arch.moe_ffn_hidden_size} is not divisible by etp={self.expert_tp}")
+            if training and self.tp > 1 and not self.sequence_parallel:
+                problems.append("an MoE model with tp > 1 needs sequence parallelism (megatron refuses to train without)")
         if problems:
             raise ValueError("invalid parallel layout:\n  " + "\n  ".join(problems))
 
@@ -311,6 +333,7 @@ def transformer_config(
         pipeline_model_parallel_size=par.pp,
         context_parallel_size=par.cp,
         expert_model_parallel_size=par.ep,
+        expert_tensor_parallel_size=par.etp,  # None: megatron sets it to tp
         sequence_parallel=par.sequence_parallel,
         variable_seq_lengths=True,  # packed micro-batches differ in length (pipeline p2p sends shapes first)
         moe_token_dispatcher_type="alltoall",  # megatron refuses variable lengths with its default dispatcher

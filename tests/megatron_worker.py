@@ -2,7 +2,7 @@
 
     python tests/megatron_worker.py logprobs --model DIR --out DIR [--max-tokens N --chunk C --hf-reference
                                           --hf-without-rope-scaling --long-prompts N]
-    torchrun --nproc_per_node 2 tests/megatron_worker.py train --model DIR --out DIR --tp 2 [--sp] [--pp 2]
+    torchrun --nproc_per_node 2 tests/megatron_worker.py train --model DIR --out DIR --tp 2 [--sp] [--pp 2] [--ep 2 --etp 1]
     python tests/megatron_worker.py ckpt --mode full|save|resume --ckpt DIR --model DIR --out DIR
 
 Megatron's parallel state is process-global, so every layout runs in a fresh process.
@@ -40,7 +40,8 @@ def trainer_for(args):
     from slime_ext.trainer import MegatronTrainer, TrainerConfig
 
     cfg = TrainerConfig(
-        hf_checkpoint=args.model, parallel=ParallelConfig(tp=args.tp, pp=args.pp, sequence_parallel=args.sp),
+        hf_checkpoint=args.model,
+        parallel=ParallelConfig(tp=args.tp, pp=args.pp, ep=args.ep, etp=args.etp, sequence_parallel=args.sp),
         dtype="fp32", max_tokens_per_gpu=args.max_tokens, log_probs_chunk_size=args.chunk,
         loss=LossConfig(kl_loss_coef=args.kl_coef, kl_loss_type="low_var_kl", entropy_coef=args.entropy_coef, tis=args.tis,
                         calculate_per_token_loss=args.per_token_loss),
@@ -62,6 +63,9 @@ def main() -> None:
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
     p.add_argument("--sp", action="store_true")
+    p.add_argument("--ep", type=int, default=1)
+    p.add_argument("--etp", type=int, default=None)
+    p.add_argument("--export", action="store_true", help="logprobs: also export the loaded weights to OUT/export")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--chunk", type=int, default=4096)
     p.add_argument("--tis", choices=["tis", "icepop"])
@@ -88,6 +92,8 @@ def main() -> None:
         items = make_items(vocab, prompt_len=(args.long_prompts, 2 * args.long_prompts) if args.long_prompts else (3, 20))
         result["max_position"] = max(len(it.prompt_tokens) + len(it.response_tokens) for it in items) - 1
         result["logprobs"], result["entropy"] = trainer.compute_logprobs(items, with_entropy=True)
+        if args.export:
+            trainer.export_hf(args.out / "export")
         if args.hf_reference and dist.get_rank() == 0:
             from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -214,8 +214,9 @@ def test_recipe_passes_longtrace_train_validation(recipe, tmp_path, monkeypatch)
     tp, pp, cp, ep = (a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.context_parallel_size,
                       a.expert_model_parallel_size)
     assert world % (tp * pp * cp) == 0
-    # megatron's expert layout: expert-TP defaults to TP (no flag to change it), and ETP x EP x PP must divide it
-    assert world % (tp * ep * pp) == 0, f"expert layout TP {tp} x EP {ep} x PP {pp} does not divide {world} ranks"
+    # megatron's expert layout: expert-TP (default TP) x EP x PP must divide the ranks
+    etp = a.expert_tensor_parallel_size or tp
+    assert world % (etp * ep * pp) == 0, f"expert layout ETP {etp} x EP {ep} x PP {pp} does not divide {world} ranks"
     if model != "tiny":
         assert a.colocate and a.rollout_num_gpus == world
         per_engine = a.rollout_num_gpus_per_engine
@@ -232,15 +233,26 @@ def test_recipe_passes_longtrace_train_validation(recipe, tmp_path, monkeypatch)
         assert MODELS[model]["num_experts"] % ep == 0 and ep > 1
 
 
-def test_paper_moe_layout_does_not_fit_without_expert_tp_flag(tmp_path, monkeypatch):
-    """Why the 30B recipe is TP2/PP1: the paper's TP4 PP2 CP4 EP16 needs expert-TP 1, which no flag sets."""
+def test_paper_moe_layout_needs_expert_tp_1(tmp_path, monkeypatch):
+    """The paper's 30B layout, TP4 PP2 CP4 EP16 on 32 ranks, fits only with expert-TP 1: megatron lays the experts
+    out as ETP x EP x PP, and ETP defaults to TP (4 x 16 x 2 = 128 ranks)."""
     hf = write_config(tmp_path, "qwen3-30b-a3b")
     args = train_args(dry_run(ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh",
-                              HF_CHECKPOINT=str(hf), TP="4", PP="2"))
-    a = gpu_parse(args, monkeypatch, gpu=True)  # longtrace train's own checks do not see it ...
-    tp, pp, ep = a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.expert_model_parallel_size
-    assert (tp * ep * pp) % 32 == 0 and tp * ep * pp > 32  # ... but megatron's expert groups would not fit 32 ranks
-    assert "--expert-tensor-parallel-size" not in train_option_strings()
+                              HF_CHECKPOINT=str(hf), TP="4", PP="2", CP="4", EP="16"))
+    with pytest.raises(ValueError, match=r"not divisible by etp\*ep\*pp = 4\*16\*2 = 128"):
+        gpu_parse([*args, "--expert-tensor-parallel-size", "4"], monkeypatch, gpu=True)
+    a = gpu_parse([*args, "--expert-tensor-parallel-size", "1"], monkeypatch, gpu=True)
+    assert (a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.context_parallel_size,
+            a.expert_model_parallel_size, a.expert_tensor_parallel_size) == (4, 2, 4, 16, 1)
+
+
+def test_in_memory_weight_sync_is_refused_with_expert_parallelism(tmp_path, monkeypatch):
+    """tensor / distributed send from trainer rank 0, which holds 1/EP of the experts."""
+    hf = write_config(tmp_path, "qwen3-30b-a3b")
+    args = train_args(dry_run(ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh", HF_CHECKPOINT=str(hf),
+                              TP="2", PP="1", CP="4", EP="16", WEIGHT_TRANSPORT="distributed"))
+    with pytest.raises(ValueError, match="holds 1/EP of the experts: use disk with EP > 1"):
+        gpu_parse([*args, "--expert-tensor-parallel-size", "2"], monkeypatch, gpu=True)
 
 
 def test_r1_qwen3_8b_real_config_with_yarn_is_accepted(tmp_path, monkeypatch):

@@ -237,6 +237,36 @@ def test_unsupported_configs_are_clear_errors():
         ParallelConfig(tp=16).check(arch, 16)
     with pytest.raises(ValueError, match="sequence parallelism needs tp > 1"):
         ParallelConfig(sequence_parallel=True).check(arch, 1)
+    with pytest.raises(ValueError, match=r"expert tensor parallelism \(etp=1\) needs an MoE model"):
+        ParallelConfig(tp=2, etp=1, sequence_parallel=True).check(arch, 2)
+
+
+QWEN3_30B_A3B = {  # the published Qwen3-30B-A3B config (architecture fields)
+    "model_type": "qwen3_moe", "num_hidden_layers": 48, "hidden_size": 2048, "intermediate_size": 6144,
+    "moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8, "norm_topk_prob": True,
+    "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 151936,
+    "tie_word_embeddings": False, "rope_theta": 10000000, "max_position_embeddings": 262144,
+}
+
+
+def test_expert_tensor_parallel_layouts():
+    arch = ModelArch.from_hf_config(QWEN3_30B_A3B)
+    # the paper's layout on 32 GPUs: attention TP4 x PP2 x CP4, experts ETP1 x EP16 x PP2
+    paper = ParallelConfig(tp=4, pp=2, cp=4, ep=16, etp=1, sequence_parallel=True)
+    paper.check(arch, 32)
+    assert paper.expert_tp == 1 and ParallelConfig(tp=4).expert_tp == 4
+    # without expert TP 1, megatron's expert layout (ETP = TP = 4) x EP16 x PP2 = 128 ranks does not fit 32
+    with pytest.raises(ValueError, match=r"world size 32 is not divisible by etp\*ep\*pp = 4\*16\*2 = 128"):
+        ParallelConfig(tp=4, pp=2, cp=4, ep=16, sequence_parallel=True).check(arch, 32)
+    with pytest.raises(ValueError, match="num_experts 128 is not divisible by ep=3"):
+        ParallelConfig(ep=3).check(arch, 3)
+    with pytest.raises(ValueError, match="moe_intermediate_size 768 is not divisible by etp=5"):
+        ParallelConfig(tp=1, etp=5).check(arch, 5)
+    with pytest.raises(ValueError, match="etp=0 must be >= 1"):
+        ParallelConfig(etp=0).check(arch, 1)
+    with pytest.raises(ValueError, match="MoE model with tp > 1 needs sequence parallelism"):
+        ParallelConfig(tp=2, etp=1).check(arch, 2)
+    ParallelConfig(tp=2, etp=1).check(arch, 2, training=False)  # conversion does not train
 
 
 # ------------------------------------------------------------------------------------------------ YaRN
