@@ -233,26 +233,27 @@ def test_recipe_passes_longtrace_train_validation(recipe, tmp_path, monkeypatch)
         assert MODELS[model]["num_experts"] % ep == 0 and ep > 1
 
 
-def test_paper_moe_layout_needs_expert_tp_1(tmp_path, monkeypatch):
-    """The paper's 30B layout, TP4 PP2 CP4 EP16 on 32 ranks, fits only with expert-TP 1: megatron lays the experts
-    out as ETP x EP x PP, and ETP defaults to TP (4 x 16 x 2 = 128 ranks)."""
+def test_30b_recipe_uses_the_paper_moe_layout(tmp_path, monkeypatch):
+    """The paper's 30B layout, TP4 PP2 CP4 EP16 on 32 ranks, which fits only with expert-TP 1: megatron lays the
+    experts out as ETP x EP x PP, and ETP defaults to TP (4 x 16 x 2 = 128 ranks)."""
     hf = write_config(tmp_path, "qwen3-30b-a3b")
-    args = train_args(dry_run(ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh",
-                              HF_CHECKPOINT=str(hf), TP="4", PP="2", CP="4", EP="16"))
-    with pytest.raises(ValueError, match=r"not divisible by etp\*ep\*pp = 4\*16\*2 = 128"):
-        gpu_parse([*args, "--expert-tensor-parallel-size", "4"], monkeypatch, gpu=True)
-    a = gpu_parse([*args, "--expert-tensor-parallel-size", "1"], monkeypatch, gpu=True)
+    recipe = ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh"
+    a = gpu_parse(train_args(dry_run(recipe, HF_CHECKPOINT=str(hf))), monkeypatch, gpu=True)
     assert (a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.context_parallel_size,
             a.expert_model_parallel_size, a.expert_tensor_parallel_size) == (4, 2, 4, 16, 1)
+    assert a.actor_num_nodes * a.actor_num_gpus_per_node == 32 and a.update_weight_transport == "disk"
+    args = train_args(dry_run(recipe, HF_CHECKPOINT=str(hf), ETP="4"))  # expert-TP = TP
+    with pytest.raises(ValueError, match=r"not divisible by etp\*ep\*pp = 4\*16\*2 = 128"):
+        gpu_parse(args, monkeypatch, gpu=True)
 
 
 def test_in_memory_weight_sync_is_refused_with_expert_parallelism(tmp_path, monkeypatch):
     """tensor / distributed send from trainer rank 0, which holds 1/EP of the experts."""
     hf = write_config(tmp_path, "qwen3-30b-a3b")
     args = train_args(dry_run(ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh", HF_CHECKPOINT=str(hf),
-                              TP="2", PP="1", CP="4", EP="16", WEIGHT_TRANSPORT="distributed"))
+                              TP="2", PP="1", CP="4", EP="16", ETP="2", WEIGHT_TRANSPORT="distributed"))
     with pytest.raises(ValueError, match="holds 1/EP of the experts: use disk with EP > 1"):
-        gpu_parse([*args, "--expert-tensor-parallel-size", "2"], monkeypatch, gpu=True)
+        gpu_parse(args, monkeypatch, gpu=True)
 
 
 def test_r1_qwen3_8b_real_config_with_yarn_is_accepted(tmp_path, monkeypatch):
