@@ -4,11 +4,10 @@
 #
 # Trains:   Qwen/Qwen3-30B-A3B-Thinking-2507, same algorithm as the 4B recipe: 16 x 8 samples, 200 steps,
 #           lr 2e-6 constant, eps 0.2/0.28, IcePop [0.5, 2], no KL, positive-only rubric (eta 0.3).
-# Hardware: 4 nodes x 8 GPUs of 80 GB (H100/H800), colocated. Experts: EP 16 over the 32 GPUs, as the paper.
-#           Attention side: TP2 x PP1 x CP4 + SP (DP 4). The paper ran TP4 x PP2 x CP4 with EP16 and expert-TP 1;
-#           `longtrace train` has no --expert-tensor-parallel-size, so megatron uses expert-TP = TP, and
-#           TP x EP x PP must divide the GPUs: 4 x 16 x 2 = 128 does not fit 32. TP2 x EP16 x PP1 = 32 does
-#           (TP=1 PP=2 EP=16 also fits and is the paper's expert-TP 1). SGLang: engines of TP 8 with EP 8.
+# Hardware: 4 nodes x 8 GPUs of 80 GB (H100/H800), colocated. The paper's layout: attention TP4 x PP2 x CP4 + SP
+#           (DP 1), experts EP 16 with expert-TP 1 (megatron lays experts out as ETP x EP x PP = 1 x 16 x 2 = 32;
+#           without ETP 1 it would be TP 4 x 16 x 2 = 128 ranks). PP 2 means weight sync through files (disk).
+#           SGLang: engines of TP 8 with EP 8.
 #           RUN_DIR on a filesystem every node sees. Estimated ~10-30 min per step (docs/recipes.md; estimates).
 # Run:      start Ray (scripts/ray_cluster.sh or scripts/slurm_example.sbatch), then on the head node:
 #              HF_CHECKPOINT=/shared/models/Qwen3-30B-A3B-Thinking-2507 PROMPT_DATA=/shared/data/longtracerl \
@@ -81,11 +80,11 @@ else
 fi
 
 # ---------------------------------------------------------------- parallelism and memory
-TP="${TP:-2}"; PP="${PP:-1}"; CP="${CP:-4}"; EP="${EP:-16}"
+TP="${TP:-4}"; PP="${PP:-2}"; CP="${CP:-4}"; EP="${EP:-16}"; ETP="${ETP:-1}"
 PERF_ARGS=(
     --actor-num-nodes "$NUM_NODES" --actor-num-gpus-per-node "$GPUS_PER_NODE"
     --tensor-model-parallel-size "$TP" --pipeline-model-parallel-size "$PP" --context-parallel-size "$CP"
-    --expert-model-parallel-size "$EP"
+    --expert-model-parallel-size "$EP" --expert-tensor-parallel-size "$ETP"
     --sequence-parallel
     --recompute-activations
     --max-tokens-per-gpu "${MAX_TOKENS_PER_GPU:-8192}"

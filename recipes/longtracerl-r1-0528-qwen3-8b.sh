@@ -8,10 +8,11 @@
 #           IcePop [0.5, 2], no KL, positive-only rubric (eta 0.3).
 # Hardware: 4 nodes x 8 GPUs of 80 GB (H100/H800), colocated; TP4 x PP2 x CP4 + SP (DP 1); SGLang TP 8 per node.
 #           RUN_DIR on a filesystem every node sees. Estimated ~10-30 min per step (docs/recipes.md; estimates).
-# KNOWN GAP: the model's config.json has YaRN RoPE scaling (factor 4 over 32,768 positions, max 131,072) and
-#           `longtrace train` refuses RoPE scaling today ("RoPE scaling 'yarn' is not supported"). The run needs
-#           YaRN in the trainer (so trainer and SGLang agree). The engines are allowed past 131,072 positions with
-#           SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1, as the paper overrode max_position_embeddings to 161,000.
+# RoPE:     the model's config.json has YaRN RoPE scaling (factor 4 over 32,768 positions, max 131,072); the
+#           trainer builds megatron-core's YaRN from it with SGLang's attention factor (the config's attn_factor
+#           cancels YaRN's 1.1386, which transformers ignores: docs/trainer.md), so trainer and engines agree.
+#           The engines are allowed past 131,072 positions with SGLANG_ALLOW_OVERWRITE_LONGER_CONTEXT_LEN=1, as
+#           the paper overrode max_position_embeddings to 161,000.
 # Run:      start Ray (scripts/ray_cluster.sh or scripts/slurm_example.sbatch), then on the head node:
 #              HF_CHECKPOINT=/shared/models/DeepSeek-R1-0528-Qwen3-8B PROMPT_DATA=/shared/data/longtracerl-r1 \
 #              EVAL_DATA=/shared/data/aa_lcr.jsonl JUDGE_BASE_URL=http://judge:30000/v1 JUDGE_API_KEY=... \

@@ -41,11 +41,13 @@ MODELS: dict[str, dict] = {
         "intermediate_size": 9728, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
         "vocab_size": 151936, "tie_word_embeddings": True, "rope_theta": 5000000, "max_position_embeddings": 262144,
     },
-    "r1-qwen3-8b": {  # deepseek-ai/DeepSeek-R1-0528-Qwen3-8B (its config also has YaRN rope_scaling, factor 4;
-        # left out here: it does not change FLOPs, and ModelArch refuses it, see docs/recipes.md)
+    "r1-qwen3-8b": {  # deepseek-ai/DeepSeek-R1-0528-Qwen3-8B (YaRN does not change FLOPs; kept so that the
+        # recipe tests validate the real config)
         "name": "DeepSeek-R1-0528-Qwen3-8B", "model_type": "qwen3", "num_hidden_layers": 36, "hidden_size": 4096,
         "intermediate_size": 12288, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
         "vocab_size": 151936, "tie_word_embeddings": False, "rope_theta": 1000000, "max_position_embeddings": 131072,
+        "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768,
+                         "attn_factor": 0.8782488562869419},
     },
     "qwen3-30b-a3b": {  # Qwen/Qwen3-30B-A3B-Thinking-2507
         "name": "Qwen3-30B-A3B-Thinking-2507", "model_type": "qwen3_moe", "num_hidden_layers": 48,

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pipeline-model-parallel-size", type=int, default=1)
     g.add_argument("--context-parallel-size", type=int, default=1)
     g.add_argument("--expert-model-parallel-size", type=int, default=1)
+    g.add_argument("--expert-tensor-parallel-size", type=int, default=None,
+                   help="tensor parallelism inside the MoE experts (default: --tensor-model-parallel-size)")
     g.add_argument("--sequence-parallel", action="store_true")
     g.add_argument("--recompute-activations", action="store_true", help="full activation recompute (long context)")
     g.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="default: bf16 on GPU, fp32 on CPU")
@@ -203,6 +205,9 @@ def validate(a: argparse.Namespace, rollout_samples: int) -> None:
     if a.update_weight_transport in ("distributed", "tensor") and pp > 1:
         problems.append(f"--update-weight-transport {a.update_weight_transport} sends from trainer rank 0, which holds one "
                         "pipeline stage only: use disk with PP > 1")
+    if a.update_weight_transport in ("distributed", "tensor") and a.expert_model_parallel_size > 1:
+        problems.append(f"--update-weight-transport {a.update_weight_transport} sends from trainer rank 0, which holds "
+                        "1/EP of the experts: use disk with EP > 1")
     if a.cpu and a.update_weight_transport == "tensor":
         problems.append("--update-weight-transport tensor is the colocated GPU path; on CPU use disk (or distributed)")
     if a.cpu and cp > 1:
@@ -216,8 +221,8 @@ def validate(a: argparse.Namespace, rollout_samples: int) -> None:
         problems.append(f"--hf-checkpoint {a.hf_checkpoint}: no config.json there")
     else:
         try:
-            ParallelConfig(tp=tp, pp=pp, cp=cp, ep=a.expert_model_parallel_size, sequence_parallel=a.sequence_parallel
-                           ).check(ModelArch.from_hf_config(config), a.actor_world_size)
+            ParallelConfig(tp=tp, pp=pp, cp=cp, ep=a.expert_model_parallel_size, sequence_parallel=a.sequence_parallel,
+                           etp=a.expert_tensor_parallel_size).check(ModelArch.from_hf_config(config), a.actor_world_size)
         except ValueError as e:
             problems.append(f"{config}: {e}")
     if problems:

@@ -34,7 +34,7 @@ def _model(model_dir: Path, par: ParallelConfig, dtype: torch.dtype | None):
     from .trainer import build_stage_model, init_megatron
 
     arch = ModelArch.from_hf_config(model_dir)
-    init_megatron(arch, par, seed=0)
+    init_megatron(arch, par, seed=0, training=False)
     use_te = have_transformer_engine()
     tcfg = transformer_config(arch, par, params_dtype=dtype or _config_dtype(model_dir), use_te=use_te)
     return arch, build_stage_model(arch, tcfg, use_te)
@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--tp", type=int, default=1)
         s.add_argument("--pp", type=int, default=1)
         s.add_argument("--ep", type=int, default=1)
+        s.add_argument("--etp", type=int, default=None, help="expert tensor parallelism (default: --tp)")
         s.add_argument("--dtype", choices=sorted(DTYPES), help="model dtype (default: the checkpoint's config)")
     args = p.parse_args(argv)
-    par = ParallelConfig(tp=args.tp, pp=args.pp, ep=args.ep)
+    par = ParallelConfig(tp=args.tp, pp=args.pp, ep=args.ep, etp=args.etp)
     dtype = DTYPES[args.dtype] if args.dtype else None
     if args.direction == "hf-to-mcore":
         out = hf_to_mcore(args.hf, args.out, par, dtype)

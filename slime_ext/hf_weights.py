@@ -7,7 +7,8 @@ Layout rules (Megatron side, per TP rank r of t):
                              NOT give [gate; up])
   linear_proj, linear_fc2    split along the input dimension
   norms, q/k norms, router   replicated
-  experts (MoE)              expert e lives on EP rank e // (E/ep); its fc1/fc2 follow the dense rules
+  experts (MoE)              expert e lives on EP rank e // (E/ep); its fc1/fc2 follow the dense rules over the
+                             expert-TP ranks (ETP, which defaults to TP) instead of the TP ranks
 Layers are numbered per pipeline stage in Megatron and globally in HF: global = stage offset + local.
 
 Loading reads only this rank's slice of each tensor (``safe_open(...).get_slice``), tensor by tensor. Export
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -37,6 +38,8 @@ class Shard:
     pp_size: int = 1
     ep_rank: int = 0
     ep_size: int = 1
+    etp_rank: int | None = None  # expert tensor parallelism; None: the experts follow tp
+    etp_size: int | None = None
 
     @classmethod
     def current(cls) -> "Shard":
@@ -46,7 +49,15 @@ class Shard:
             ps.get_tensor_model_parallel_rank(), ps.get_tensor_model_parallel_world_size(),
             ps.get_pipeline_model_parallel_rank(), ps.get_pipeline_model_parallel_world_size(),
             ps.get_expert_model_parallel_rank(), ps.get_expert_model_parallel_world_size(),
+            ps.get_expert_tensor_parallel_rank(), ps.get_expert_tensor_parallel_world_size(),
         )
+
+    @property
+    def expert(self) -> "Shard":
+        """The shard as the expert weights see it: their TP rank and size are the expert-TP ones."""
+        if self.etp_size is None:
+            return self
+        return replace(self, tp_rank=self.etp_rank, tp_size=self.etp_size)
 
     def layer_offset(self, arch: ModelArch) -> int:
         return self.pp_rank * (arch.num_layers // self.pp_size)
@@ -192,11 +203,12 @@ def megatron_tensor_from_hf(reader, mname: str, arch: ModelArch, padded_vocab: i
         local, kind = (int(e.group(1)), e.group(2)) if e.group(1) is not None else (int(e.group(4)), e.group(3))
         expert = shard.ep_rank * (arch.num_experts // shard.ep_size) + local
         base = f"{hf}.mlp.experts.{expert}"
+        es = shard.expert  # split over the expert-TP ranks
         if f"{base}.down_proj.weight" in reader:  # hub layout: one tensor per expert and projection
             if kind == "linear_fc1":
-                return _glu_fc1(reader, f"{base}.gate_proj.weight", f"{base}.up_proj.weight", shard)
-            return _cols(reader, f"{base}.down_proj.weight", shard)
-        return _fused_expert(reader, f"{hf}.mlp.experts", expert, kind, shard)
+                return _glu_fc1(reader, f"{base}.gate_proj.weight", f"{base}.up_proj.weight", es)
+            return _cols(reader, f"{base}.down_proj.weight", es)
+        return _fused_expert(reader, f"{hf}.mlp.experts", expert, kind, es)
     raise KeyError(f"no HF mapping for Megatron parameter {mname!r}")
 
 
@@ -234,11 +246,19 @@ def load_hf_weights(model: torch.nn.Module, hf_dir: str | Path, arch: ModelArch,
 # Megatron -> HF: each Megatron parameter (gathered over TP) becomes one or more HF tensors.
 
 
+def is_expert_param(mname: str) -> bool:
+    """Whether a Megatron parameter belongs to a routed expert (sharded over expert-TP and EP, not TP)."""
+    m = _LAYER.match(mname)
+    return bool(m and _EXPERT.match(m.group(2)))
+
+
 def hf_tensors_from_megatron(
-    mname: str, full: torch.Tensor, arch: ModelArch, layer_offset: int, tp_size: int, ep_rank: int = 0, ep_size: int = 1
+    mname: str, full: torch.Tensor, arch: ModelArch, layer_offset: int, tp_size: int, ep_rank: int = 0, ep_size: int = 1,
+    etp_size: int | None = None,
 ) -> list[tuple[str, torch.Tensor]]:
-    """HF (name, tensor) pairs for Megatron parameter ``mname`` whose TP shards were concatenated along their
-    split dimension into ``full`` (in rank order)."""
+    """HF (name, tensor) pairs for Megatron parameter ``mname`` whose TP shards (expert-TP shards for experts,
+    ``etp_size`` defaulting to ``tp_size``) were concatenated along their split dimension into ``full`` (in rank
+    order)."""
     if mname == "embedding.word_embeddings.weight":
         return [("model.embed_tokens.weight", full[: arch.vocab_size])]
     if mname == "output_layer.weight":
@@ -283,7 +303,7 @@ def hf_tensors_from_megatron(
         local, kind = (int(e.group(1)), e.group(2)) if e.group(1) is not None else (int(e.group(4)), e.group(3))
         base = f"{hf}.mlp.experts.{ep_rank * (arch.num_experts // ep_size) + local}"
         if kind == "linear_fc1":
-            gate, up = _unshard_glu(full, tp_size)
+            gate, up = _unshard_glu(full, tp_size if etp_size is None else etp_size)
             return [(f"{base}.gate_proj.weight", gate), (f"{base}.up_proj.weight", up)]
         return [(f"{base}.down_proj.weight", full)]
     raise KeyError(f"no HF mapping for Megatron parameter {mname!r}")
@@ -305,12 +325,15 @@ def tp_split_dim(mname: str, param: torch.Tensor) -> int | None:
 
 @torch.no_grad()
 def iter_hf_tensors(model: torch.nn.Module, arch: ModelArch, shard: Shard | None = None, tp_group=None,
-                    dtype: torch.dtype | None = None, source: str = "param") -> Iterator[tuple[str, torch.Tensor]]:
+                    dtype: torch.dtype | None = None, source: str = "param", etp_group=None,
+                    only: str | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """HF-named full tensors of this pipeline stage (and EP rank), one Megatron parameter at a time.
 
     ``source="grad"`` yields the accumulated gradients (megatron DDP's ``main_grad``) in the same layout.
-    Collective: every TP rank must iterate in step (each parameter is all-gathered over TP). The tied output
-    layer is skipped (the embedding carries it)."""
+    Collective: every TP rank must iterate in step (each parameter is all-gathered over TP; expert parameters
+    over the expert-TP group, ``etp_group``, megatron's when not given). ``only="dense"`` / ``"experts"``
+    restricts the parameters (and the collectives) to one kind. The tied output layer is skipped (the embedding
+    carries it)."""
     import torch.distributed as dist
 
     shard = shard or Shard.current()
@@ -318,15 +341,24 @@ def iter_hf_tensors(model: torch.nn.Module, arch: ModelArch, shard: Shard | None
     for name, param in model.named_parameters():
         if name == "output_layer.weight" and arch.tie_embeddings:
             continue
+        expert = is_expert_param(name)
+        if only is not None and only != ("experts" if expert else "dense"):
+            continue
+        size, group = (shard.expert.tp_size, etp_group) if expert else (shard.tp_size, tp_group)
+        if expert and size > 1 and group is None:
+            from megatron.core import parallel_state as ps
+
+            group = ps.get_expert_tensor_parallel_group()
         dim = tp_split_dim(name, param)
         local = param.main_grad if source == "grad" else param.detach()
-        if dim is not None and shard.tp_size > 1:
-            parts = [torch.empty_like(local) for _ in range(shard.tp_size)]
-            dist.all_gather(parts, local.contiguous(), group=tp_group)
+        if dim is not None and size > 1:
+            parts = [torch.empty_like(local) for _ in range(size)]
+            dist.all_gather(parts, local.contiguous(), group=group)
             full = torch.cat(parts, dim=dim)
         else:
             full = local
-        for hf_name, tensor in hf_tensors_from_megatron(name, full, arch, offset, shard.tp_size, shard.ep_rank, shard.ep_size):
+        for hf_name, tensor in hf_tensors_from_megatron(name, full, arch, offset, shard.tp_size, shard.ep_rank, shard.ep_size,
+                                                        shard.expert.tp_size):
             yield hf_name, (tensor.to(dtype) if dtype is not None else tensor).contiguous()
 
 
@@ -369,7 +401,12 @@ class ShardedSafetensorsWriter:
 
 def write_index(out_dir: str | Path, weight_maps: list[dict[str, str]]) -> None:
     out = Path(out_dir)
-    merged = {name: fname for wm in weight_maps for name, fname in wm.items()}
+    merged: dict[str, str] = {}
+    for wm in weight_maps:
+        for name, fname in wm.items():
+            if name in merged:
+                raise ValueError(f"tensor {name} written twice ({merged[name]}, {fname})")
+            merged[name] = fname
     total = sum((out / f).stat().st_size for f in set(merged.values()))
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(merged.items()))}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
@@ -395,22 +432,27 @@ def export_hf_checkpoint(model: torch.nn.Module, arch: ModelArch, out_dir: str |
                          dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30, source: str = "param") -> Path:
     """Write an (unwrapped, possibly model-parallel) GPTModel as an HF checkpoint. Collective over all ranks.
 
-    Each pipeline stage (and EP rank) has its TP rank 0 of DP/CP rank 0 write its own shard files; global rank 0
-    writes the index and copies config + tokenizer from ``side_files_from``."""
+    In each pipeline stage the dense tensors are written by TP rank 0 of DP/CP rank 0, and each EP rank's experts
+    by its expert-TP rank 0 of expert-DP rank 0 (with expert TP != TP these can be other ranks); each writing rank
+    has its own shard files. Global rank 0 writes the index and copies config + tokenizer from
+    ``side_files_from``."""
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
     out = Path(out_dir)
     shard = Shard.current()
-    writer = ShardedSafetensorsWriter(out, prefix=f"model-pp{shard.pp_rank:02d}-ep{shard.ep_rank:02d}", max_shard_bytes=max_shard_bytes)
-    writes = shard.tp_rank == 0 and ps.get_data_parallel_rank() == 0 and ps.get_context_parallel_rank() == 0
-    for name, tensor in iter_hf_tensors(model, arch, shard, ps.get_tensor_model_parallel_group(), dtype, source):
-        if writes:
-            writer.add(name, tensor)
-    if writes:
-        writer.flush()
+    writer = ShardedSafetensorsWriter(out, prefix=f"model-pp{shard.pp_rank:02d}-rank{dist.get_rank():05d}",
+                                      max_shard_bytes=max_shard_bytes)
+    writes_dense = shard.tp_rank == 0 and ps.get_data_parallel_rank() == 0 and ps.get_context_parallel_rank() == 0
+    writes_experts = shard.expert.tp_rank == 0 and ps.get_expert_data_parallel_rank() == 0
+    for only, writes in (("dense", writes_dense), ("experts", writes_experts)):
+        for name, tensor in iter_hf_tensors(model, arch, shard, ps.get_tensor_model_parallel_group(), dtype, source,
+                                            ps.get_expert_tensor_parallel_group(), only=only):
+            if writes:
+                writer.add(name, tensor)
+    writer.flush()
     maps: list = [None] * dist.get_world_size()
-    dist.all_gather_object(maps, writer.weight_map if writes else None)
+    dist.all_gather_object(maps, writer.weight_map or None)
     if dist.get_rank() == 0:
         write_index(out, [m for m in maps if m])
         copy_hf_side_files(side_files_from, out)

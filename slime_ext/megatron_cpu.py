@@ -16,7 +16,10 @@ On a GPU machine ``install()`` does nothing. On CPU it patches, once:
 7. one dummy CUDA stream (``torch.cuda.Stream`` / ``current_stream`` / ``stream``): the MoE all-to-all token
    dispatcher moves its routing counts to the host on a side stream;
 8. ``moe_utils.te_general_gemm = None`` without transformer-engine: megatron 0.16.1's router GEMM tests that
-   name, which only exists when transformer-engine imports (the torch fallback right after it is then used).
+   name, which only exists when transformer-engine imports (the torch fallback right after it is then used);
+9. the all-to-all token dispatcher's split sizes as host numpy arrays: megatron converts them to numpy only when
+   they are CUDA tensors (``maybe_move_tensor_to_cpu``), and ``all_to_all_single`` rejects tensor split sizes,
+   so expert parallelism (EP > 1, or expert-TP > 1) failed on CPU.
 
 The explicit causal (or block-diagonal) attention mask that CPU callers pass avoids megatron's default mask,
 which is built on ``device="cuda"``.
@@ -90,6 +93,19 @@ def _optimizer_state_copy_known_keys() -> None:
     _patch(DistributedOptimizer, "_set_main_param_and_optimizer_states", _set_main_param_and_optimizer_states)
 
 
+def _moe_splits_to_numpy() -> None:
+    import megatron.core.transformer.moe.token_dispatcher as token_dispatcher
+
+    original = token_dispatcher.maybe_move_tensor_to_cpu
+
+    def maybe_move_tensor_to_cpu(tensor, as_numpy: bool = False, record_stream: bool = False):
+        if as_numpy and torch.is_tensor(tensor) and not tensor.is_cuda:
+            return tensor.numpy()
+        return original(tensor, as_numpy=as_numpy, record_stream=record_stream)
+
+    _patch(token_dispatcher, "maybe_move_tensor_to_cpu", maybe_move_tensor_to_cpu)
+
+
 class _HostStream:
     """Stands in for every CUDA stream on CPU (one instance; ordering is already sequential)."""
 
@@ -136,5 +152,6 @@ def install() -> None:
 
     if not hasattr(moe_utils, "te_general_gemm"):
         _patch(moe_utils, "te_general_gemm", None)
+    _moe_splits_to_numpy()
     CudaToCpu().__enter__()  # process-wide from here on
     _INSTALLED = True

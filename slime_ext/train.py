@@ -170,7 +170,8 @@ def trainer_config(a) -> TrainerConfig:
     return TrainerConfig(
         hf_checkpoint=a.hf_checkpoint, mcore_checkpoint=a.mcore_checkpoint,
         parallel=ParallelConfig(tp=a.tensor_model_parallel_size, pp=a.pipeline_model_parallel_size,
-                                cp=a.context_parallel_size, ep=a.expert_model_parallel_size, sequence_parallel=a.sequence_parallel),
+                                cp=a.context_parallel_size, ep=a.expert_model_parallel_size, sequence_parallel=a.sequence_parallel,
+                                etp=a.expert_tensor_parallel_size),
         dtype=a.dtype, max_tokens_per_gpu=a.max_tokens_per_gpu, log_probs_chunk_size=a.log_probs_chunk_size,
         rollout_temperature=a.rollout_temperature, recompute=a.recompute_activations, seed=a.seed, loss=loss_config(a),
         optim=OptimConfig(lr=a.lr, min_lr=a.min_lr, lr_warmup_steps=a.lr_warmup_iters, lr_decay_steps=a.lr_decay_iters,

@@ -95,7 +95,7 @@ def init_distributed() -> None:
         dist.init_process_group("gloo")
 
 
-def init_megatron(arch: ModelArch, par: ParallelConfig, seed: int) -> None:
+def init_megatron(arch: ModelArch, par: ParallelConfig, seed: int, training: bool = True) -> None:
     """torch.distributed, the CPU shims (no CUDA), megatron's parallel state and seeds."""
     from megatron.core import parallel_state as ps
     from megatron.core import tensor_parallel
@@ -105,11 +105,11 @@ def init_megatron(arch: ModelArch, par: ParallelConfig, seed: int) -> None:
         from . import megatron_cpu
 
         megatron_cpu.install()
-    par.check(arch, dist.get_world_size())
+    par.check(arch, dist.get_world_size(), training=training)
     if not ps.model_parallel_is_initialized():
         ps.initialize_model_parallel(
             tensor_model_parallel_size=par.tp, pipeline_model_parallel_size=par.pp,
-            context_parallel_size=par.cp, expert_model_parallel_size=par.ep,
+            context_parallel_size=par.cp, expert_model_parallel_size=par.ep, expert_tensor_parallel_size=par.etp,
         )
     random.seed(seed)
     torch.manual_seed(seed)

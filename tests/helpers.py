@@ -286,6 +286,9 @@ def build_family_checkpoint(kind: str, out_dir: Path) -> Path:
     qwen3_tied   tied embeddings, vocab 1000 (Megatron pads it to 1024)
     qwen2        QKV biases (randomised so they matter), tied
     qwen3_moe    4 experts, top-2, written in the hub layout (one tensor per expert and projection)
+    qwen3_yarn   YaRN RoPE scaling, factor 4 over 64 positions (max 256), transformers-5 `rope_parameters`
+    qwen3_yarn_explicit  YaRN in the older top-level `rope_scaling` ("type"), explicit attention_factor 1.3,
+                 truncate false, beta_fast 16 / beta_slow 2
     """
     import torch
     from safetensors.torch import load_file, save_file
@@ -298,6 +301,21 @@ def build_family_checkpoint(kind: str, out_dir: Path) -> Path:
         return make_tiny_qwen3(out_dir, vocab_size=1024, seed=1)
     if kind == "qwen3_tied":
         return make_tiny_qwen3(out_dir, vocab_size=1000, tie_word_embeddings=True, seed=2)
+    if kind in ("qwen3_yarn", "qwen3_yarn_explicit"):
+        make_tiny_qwen3(out_dir, vocab_size=1024, max_position_embeddings=256, rope_theta=1e6, seed=4)
+        path = out_dir / "config.json"
+        config = json.loads(path.read_text())
+        config.pop("rope_parameters", None)
+        config.pop("rope_scaling", None)
+        if kind == "qwen3_yarn":
+            config["rope_parameters"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64,
+                                         "rope_theta": 1e6}
+        else:
+            config["rope_theta"] = 1e6
+            config["rope_scaling"] = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64,
+                                      "attention_factor": 1.3, "truncate": False, "beta_fast": 16, "beta_slow": 2}
+        path.write_text(json.dumps(config, indent=2))
+        return out_dir
     common = dict(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=4096, rope_theta=1e6)
     torch.manual_seed(3)

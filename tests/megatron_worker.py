@@ -1,7 +1,8 @@
 """One Megatron trainer scenario per process (python or torchrun); rank 0 writes results for a test to compare.
 
-    python tests/megatron_worker.py logprobs --model DIR --out DIR [--max-tokens N --chunk C --hf-reference]
-    torchrun --nproc_per_node 2 tests/megatron_worker.py train --model DIR --out DIR --tp 2 [--sp] [--pp 2]
+    python tests/megatron_worker.py logprobs --model DIR --out DIR [--max-tokens N --chunk C --hf-reference
+                                          --hf-without-rope-scaling --long-prompts N]
+    torchrun --nproc_per_node 2 tests/megatron_worker.py train --model DIR --out DIR --tp 2 [--sp] [--pp 2] [--ep 2 --etp 1]
     python tests/megatron_worker.py ckpt --mode full|save|resume --ckpt DIR --model DIR --out DIR
 
 Megatron's parallel state is process-global, so every layout runs in a fresh process.
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 
-def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = False):
+def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = False, prompt_len: tuple[int, int] = (3, 20)):
     from slime_ext.packing import TrainItem
 
     rng = random.Random(seed)
@@ -24,7 +25,7 @@ def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = F
     for _ in range(n):
         r = rng.randint(1, 12)
         items.append(TrainItem(
-            prompt_tokens=[rng.randrange(vocab) for _ in range(rng.randint(3, 20))],
+            prompt_tokens=[rng.randrange(vocab) for _ in range(rng.randint(*prompt_len))],
             response_tokens=[rng.randrange(vocab) for _ in range(r)],
             loss_mask=[1 if rng.random() < 0.85 else 0 for _ in range(r)],
             advantage=rng.uniform(-1, 1),
@@ -39,7 +40,8 @@ def trainer_for(args):
     from slime_ext.trainer import MegatronTrainer, TrainerConfig
 
     cfg = TrainerConfig(
-        hf_checkpoint=args.model, parallel=ParallelConfig(tp=args.tp, pp=args.pp, sequence_parallel=args.sp),
+        hf_checkpoint=args.model,
+        parallel=ParallelConfig(tp=args.tp, pp=args.pp, ep=args.ep, etp=args.etp, sequence_parallel=args.sp),
         dtype="fp32", max_tokens_per_gpu=args.max_tokens, log_probs_chunk_size=args.chunk,
         loss=LossConfig(kl_loss_coef=args.kl_coef, kl_loss_type="low_var_kl", entropy_coef=args.entropy_coef, tis=args.tis,
                         calculate_per_token_loss=args.per_token_loss),
@@ -61,6 +63,9 @@ def main() -> None:
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--pp", type=int, default=1)
     p.add_argument("--sp", action="store_true")
+    p.add_argument("--ep", type=int, default=1)
+    p.add_argument("--etp", type=int, default=None)
+    p.add_argument("--export", action="store_true", help="logprobs: also export the loaded weights to OUT/export")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--chunk", type=int, default=4096)
     p.add_argument("--tis", choices=["tis", "icepop"])
@@ -70,6 +75,10 @@ def main() -> None:
     p.add_argument("--entropy-coef", type=float, default=0.0)
     p.add_argument("--mcore", help="start from this megatron checkpoint instead of the HF weights")
     p.add_argument("--hf-reference", action="store_true", help="also compute log-probs with HF transformers")
+    p.add_argument("--hf-without-rope-scaling", action="store_true",
+                   help="also compute HF log-probs of the same weights with plain RoPE (rope scaling removed)")
+    p.add_argument("--long-prompts", type=int, default=None, metavar="N",
+                   help="prompts of N to 2N tokens (instead of 3 to 20)")
     p.add_argument("--mode", choices=["full", "save", "resume"])
     p.add_argument("--ckpt")
     args = p.parse_args()
@@ -80,19 +89,31 @@ def main() -> None:
     vocab = trainer.arch.vocab_size
     result: dict = {}
     if args.scenario == "logprobs":
-        items = make_items(vocab)
+        items = make_items(vocab, prompt_len=(args.long_prompts, 2 * args.long_prompts) if args.long_prompts else (3, 20))
+        result["max_position"] = max(len(it.prompt_tokens) + len(it.response_tokens) for it in items) - 1
         result["logprobs"], result["entropy"] = trainer.compute_logprobs(items, with_entropy=True)
+        if args.export:
+            trainer.export_hf(args.out / "export")
         if args.hf_reference and dist.get_rank() == 0:
-            from transformers import AutoModelForCausalLM
+            from transformers import AutoConfig, AutoModelForCausalLM
 
-            hf = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
-            result["hf_logprobs"], result["hf_entropy"] = [], []
-            with torch.no_grad():
-                for it in items:
-                    ids = torch.tensor([it.prompt_tokens + it.response_tokens])
-                    logp_all = hf(ids).logits[0, len(it.prompt_tokens) - 1: -1].log_softmax(-1)
-                    result["hf_logprobs"].append(logp_all.gather(-1, torch.tensor(it.response_tokens)[:, None])[:, 0].tolist())
-                    result["hf_entropy"].append((-(logp_all.exp() * logp_all).sum(-1)).tolist())
+            def hf_logprobs(config=None):
+                hf = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, config=config).eval()
+                logprobs, entropy = [], []
+                with torch.no_grad():
+                    for it in items:
+                        ids = torch.tensor([it.prompt_tokens + it.response_tokens])
+                        logp_all = hf(ids).logits[0, len(it.prompt_tokens) - 1: -1].log_softmax(-1)
+                        logprobs.append(logp_all.gather(-1, torch.tensor(it.response_tokens)[:, None])[:, 0].tolist())
+                        entropy.append((-(logp_all.exp() * logp_all).sum(-1)).tolist())
+                return logprobs, entropy
+
+            result["hf_logprobs"], result["hf_entropy"] = hf_logprobs()
+            if args.hf_without_rope_scaling:
+                config = AutoConfig.from_pretrained(args.model)
+                assert config.rope_parameters["rope_type"] != "default", "the model has no rope scaling to remove"
+                config.rope_parameters = {"rope_type": "default", "rope_theta": config.rope_parameters["rope_theta"]}
+                result["hf_plain_logprobs"] = hf_logprobs(config)[0]
     elif args.scenario == "train":
         items = make_items(vocab, rollout_logprobs=args.tis is not None)
         result["logprobs_before"] = trainer.compute_logprobs(items)

@@ -180,11 +180,9 @@ def test_resume_picks_up_the_latest_checkpoint(tmp_path):
 
 # ---------------------------------------------------------------- the arithmetic and full validation
 
-def write_config(tmp_path: Path, model: str, drop_rope_scaling: bool = True) -> Path:
+def write_config(tmp_path: Path, model: str) -> Path:
+    # MODELS carry the real config.json's architecture fields (the 8B's YaRN rope_scaling included)
     cfg = dict(TINY_CONFIG) if model == "tiny" else {k: v for k, v in MODELS[model].items() if k != "name"}
-    if model == "r1-qwen3-8b" and not drop_rope_scaling:  # what the real checkpoint's config.json carries
-        cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768,
-                               "attn_factor": 0.8782488562869419}
     d = tmp_path / model
     d.mkdir(exist_ok=True)
     (d / "config.json").write_text(json.dumps(cfg))
@@ -216,8 +214,9 @@ def test_recipe_passes_longtrace_train_validation(recipe, tmp_path, monkeypatch)
     tp, pp, cp, ep = (a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.context_parallel_size,
                       a.expert_model_parallel_size)
     assert world % (tp * pp * cp) == 0
-    # megatron's expert layout: expert-TP defaults to TP (no flag to change it), and ETP x EP x PP must divide it
-    assert world % (tp * ep * pp) == 0, f"expert layout TP {tp} x EP {ep} x PP {pp} does not divide {world} ranks"
+    # megatron's expert layout: expert-TP (default TP) x EP x PP must divide the ranks
+    etp = a.expert_tensor_parallel_size or tp
+    assert world % (etp * ep * pp) == 0, f"expert layout ETP {etp} x EP {ep} x PP {pp} does not divide {world} ranks"
     if model != "tiny":
         assert a.colocate and a.rollout_num_gpus == world
         per_engine = a.rollout_num_gpus_per_engine
@@ -234,24 +233,43 @@ def test_recipe_passes_longtrace_train_validation(recipe, tmp_path, monkeypatch)
         assert MODELS[model]["num_experts"] % ep == 0 and ep > 1
 
 
-def test_paper_moe_layout_does_not_fit_without_expert_tp_flag(tmp_path, monkeypatch):
-    """Why the 30B recipe is TP2/PP1: the paper's TP4 PP2 CP4 EP16 needs expert-TP 1, which no flag sets."""
+def test_30b_recipe_uses_the_paper_moe_layout(tmp_path, monkeypatch):
+    """The paper's 30B layout, TP4 PP2 CP4 EP16 on 32 ranks, which fits only with expert-TP 1: megatron lays the
+    experts out as ETP x EP x PP, and ETP defaults to TP (4 x 16 x 2 = 128 ranks)."""
     hf = write_config(tmp_path, "qwen3-30b-a3b")
-    args = train_args(dry_run(ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh",
-                              HF_CHECKPOINT=str(hf), TP="4", PP="2"))
-    a = gpu_parse(args, monkeypatch, gpu=True)  # longtrace train's own checks do not see it ...
-    tp, pp, ep = a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.expert_model_parallel_size
-    assert (tp * ep * pp) % 32 == 0 and tp * ep * pp > 32  # ... but megatron's expert groups would not fit 32 ranks
-    assert "--expert-tensor-parallel-size" not in train_option_strings()
-
-
-def test_r1_qwen3_8b_real_config_is_refused_until_yarn(tmp_path, monkeypatch):
-    """The 8B's config.json has YaRN RoPE scaling; `longtrace train` refuses it today (docs/recipes.md). When the
-    trainer learns YaRN this test fails: update the recipe header and docs, then this test."""
-    hf = write_config(tmp_path, "r1-qwen3-8b", drop_rope_scaling=False)
-    args = train_args(dry_run(ROOT / "recipes" / "longtracerl-r1-0528-qwen3-8b.sh", HF_CHECKPOINT=str(hf)))
-    with pytest.raises(ValueError, match="RoPE scaling 'yarn'"):
+    recipe = ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh"
+    a = gpu_parse(train_args(dry_run(recipe, HF_CHECKPOINT=str(hf))), monkeypatch, gpu=True)
+    assert (a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.context_parallel_size,
+            a.expert_model_parallel_size, a.expert_tensor_parallel_size) == (4, 2, 4, 16, 1)
+    assert a.actor_num_nodes * a.actor_num_gpus_per_node == 32 and a.update_weight_transport == "disk"
+    args = train_args(dry_run(recipe, HF_CHECKPOINT=str(hf), ETP="4"))  # expert-TP = TP
+    with pytest.raises(ValueError, match=r"not divisible by etp\*ep\*pp = 4\*16\*2 = 128"):
         gpu_parse(args, monkeypatch, gpu=True)
+
+
+def test_in_memory_weight_sync_is_refused_with_expert_parallelism(tmp_path, monkeypatch):
+    """tensor / distributed send from trainer rank 0, which holds 1/EP of the experts."""
+    hf = write_config(tmp_path, "qwen3-30b-a3b")
+    args = train_args(dry_run(ROOT / "recipes" / "longtracerl-qwen3-30b-a3b-thinking.sh", HF_CHECKPOINT=str(hf),
+                              TP="2", PP="1", CP="4", EP="16", ETP="2", WEIGHT_TRANSPORT="distributed"))
+    with pytest.raises(ValueError, match="holds 1/EP of the experts: use disk with EP > 1"):
+        gpu_parse(args, monkeypatch, gpu=True)
+
+
+def test_r1_qwen3_8b_real_config_with_yarn_is_accepted(tmp_path, monkeypatch):
+    """The 8B's config.json has YaRN RoPE scaling (factor 4 over 32,768 positions, SGLang's attn_factor): `longtrace
+    train`'s validation accepts it and the trainer builds megatron's YaRN with SGLang's attention factor (1.0)."""
+    from slime_ext.megatron_model import ModelArch
+
+    hf = write_config(tmp_path, "r1-qwen3-8b")
+    assert json.loads((hf / "config.json").read_text())["rope_scaling"]["rope_type"] == "yarn"
+    args = train_args(dry_run(ROOT / "recipes" / "longtracerl-r1-0528-qwen3-8b.sh", HF_CHECKPOINT=str(hf)))
+    a = gpu_parse(args, monkeypatch, gpu=True)
+    yarn = ModelArch.from_hf_config(hf).yarn
+    assert (yarn.factor, yarn.original_max_position_embeddings) == (4.0, 32768)
+    assert yarn.attention_factor == pytest.approx(1.0, abs=1e-12)
+    # the 160K context runs past the config's 131,072 positions (YaRN extrapolates; the paper did the same)
+    assert a.rollout_max_context_len > 131072
 
 
 def test_r1_qwen3_8b_stop_token_from_the_tokenizer(tmp_path):

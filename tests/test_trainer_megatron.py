@@ -57,6 +57,47 @@ def test_logprobs_and_entropy_match_hf_transformers(kind, tp, family_checkpoint,
     assert max_diff(r["entropy"], r["hf_entropy"]) < 2e-5
 
 
+@pytest.mark.parametrize("kind,tp", [("qwen3_yarn", 1), ("qwen3_yarn", 2), ("qwen3_yarn_explicit", 1)])
+def test_yarn_logprobs_match_hf_transformers(kind, tp, family_checkpoint, tmp_path):
+    # YaRN over 64 original positions, samples of 61-132 tokens packed several per micro-batch: megatron's
+    # YarnRotaryEmbedding + attention factor against transformers' Qwen3ForCausalLM on the same config.
+    # qwen3_yarn_explicit: the older top-level rope_scaling, attention_factor 1.3, truncate false, betas 16 / 2
+    r = worker("logprobs", family_checkpoint(kind), tmp_path, nproc=tp, tp=tp, max_tokens=256, chunk=3,
+               hf_reference=True, hf_without_rope_scaling=True, long_prompts=60)
+    assert r["max_position"] > 64  # past the original context
+    diff = max_diff(r["logprobs"], r["hf_logprobs"])
+    print(f"{kind} tp={tp}: max |megatron - HF| log-prob {diff:.2e}, entropy {max_diff(r['entropy'], r['hf_entropy']):.2e}, "
+          f"vs HF without YaRN {max_diff(r['logprobs'], r['hf_plain_logprobs']):.2e}")
+    assert diff < 2e-5
+    assert max_diff(r["entropy"], r["hf_entropy"]) < 2e-5
+    # the same weights with plain RoPE are a clearly different model on these sequences (the test can fail)
+    assert max_diff(r["logprobs"], r["hf_plain_logprobs"]) > 1e-2
+
+
+MOE_LAYOUTS = [  # qwen3_moe: 4 experts, top-2, moe_intermediate_size 32, 2 processes
+    ("tp2_sp", dict(tp=2, sp=True)),  # expert TP follows TP: each expert split in two
+    ("tp2_sp_etp1", dict(tp=2, sp=True, etp=1)),  # whole experts, replicated on both ranks (expert-DP 2)
+    ("tp2_sp_ep2_etp1", dict(tp=2, sp=True, ep=2, etp=1)),  # whole experts, two per rank
+    ("ep2", dict(ep=2)),  # TP1, DP2: two experts per rank
+]
+
+
+@pytest.mark.parametrize("name,flags", MOE_LAYOUTS, ids=[x[0] for x in MOE_LAYOUTS])
+def test_moe_expert_layouts_match_hf_and_export_round_trips(name, flags, family_checkpoint, tmp_path):
+    hf = family_checkpoint("qwen3_moe")
+    r = worker("logprobs", hf, tmp_path, nproc=2, max_tokens=256, chunk=3, hf_reference=True, export=True, **flags)
+    diff = max_diff(r["logprobs"], r["hf_logprobs"])
+    print(f"{name}: max |megatron - HF| log-prob {diff:.2e}, entropy {max_diff(r['entropy'], r['hf_entropy']):.2e}")
+    assert diff < 2e-5
+    assert max_diff(r["entropy"], r["hf_entropy"]) < 2e-5
+    # every expert of every layer comes back exactly once, bit-exact (hub layout: one tensor per expert)
+    original, exported = load_dir(hf), load_dir(tmp_path / "export")
+    assert original.keys() == exported.keys()
+    assert all(torch.equal(original[k], exported[k]) for k in original)
+    index = json.loads((tmp_path / "export" / "model.safetensors.index.json").read_text())["weight_map"]
+    assert set(index) == set(original)
+
+
 def test_packing_and_chunking_do_not_change_logprobs(family_checkpoint, tmp_path):
     model = family_checkpoint("qwen3")
     alone = worker("logprobs", model, tmp_path / "a", max_tokens=1, chunk=4096)  # every sample its own bin
@@ -84,6 +125,8 @@ LAYOUTS = [
     ("tp2_sp_entropy", "qwen3", dict(tp=2, sp=True, entropy_coef=0.01), True),
     ("pp2_tied", "qwen3_tied", dict(pp=2), True),
     ("dp2", "qwen3", dict(), False),  # gradients are sharded over DP ranks: compared through the update
+    # MoE, attention TP2 + SP with whole experts two per rank (expert TP 1, EP 2)
+    ("moe_tp2_sp_ep2_etp1", "qwen3_moe", dict(tp=2, sp=True, ep=2, etp=1), True),
 ]
 
 

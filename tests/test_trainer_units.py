@@ -1,4 +1,5 @@
 """Pure-function parts of the trainer: loss maths, advantages, packing, context-parallel split, FLOPs, configs."""
+import json
 import math
 
 import pytest
@@ -225,13 +226,187 @@ def test_qwen3_4b_architecture_and_flops_match_the_published_figures():
 def test_unsupported_configs_are_clear_errors():
     with pytest.raises(ValueError, match="model_type 'llama' is not supported"):
         ModelArch.from_hf_config({**QWEN3_4B, "model_type": "llama"})
-    with pytest.raises(ValueError, match="RoPE scaling 'yarn'"):
-        ModelArch.from_hf_config({**QWEN3_4B, "rope_scaling": {"rope_type": "yarn", "factor": 4}})
+    with pytest.raises(ValueError, match="RoPE scaling 'llama3' is not supported"):
+        ModelArch.from_hf_config({**QWEN3_4B, "rope_scaling": {"rope_type": "llama3", "factor": 8}})
+    with pytest.raises(ValueError, match="RoPE scaling 'dynamic' is not supported"):
+        ModelArch.from_hf_config({**QWEN3_4B, "rope_parameters": {"rope_type": "dynamic", "factor": 2, "rope_theta": 1e6}})
+    with pytest.raises(ValueError, match="partial_rotary_factor 0.5"):
+        ModelArch.from_hf_config({**QWEN3_4B, "partial_rotary_factor": 0.5})
     arch = ModelArch.from_hf_config(QWEN3_4B)
     with pytest.raises(ValueError, match="num_key_value_heads 8 is not divisible by tp=16"):
         ParallelConfig(tp=16).check(arch, 16)
     with pytest.raises(ValueError, match="sequence parallelism needs tp > 1"):
         ParallelConfig(sequence_parallel=True).check(arch, 1)
+    with pytest.raises(ValueError, match=r"expert tensor parallelism \(etp=1\) needs an MoE model"):
+        ParallelConfig(tp=2, etp=1, sequence_parallel=True).check(arch, 2)
+
+
+QWEN3_30B_A3B = {  # the published Qwen3-30B-A3B config (architecture fields)
+    "model_type": "qwen3_moe", "num_hidden_layers": 48, "hidden_size": 2048, "intermediate_size": 6144,
+    "moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8, "norm_topk_prob": True,
+    "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "vocab_size": 151936,
+    "tie_word_embeddings": False, "rope_theta": 10000000, "max_position_embeddings": 262144,
+}
+
+
+def test_expert_tensor_parallel_layouts():
+    arch = ModelArch.from_hf_config(QWEN3_30B_A3B)
+    # the paper's layout on 32 GPUs: attention TP4 x PP2 x CP4, experts ETP1 x EP16 x PP2
+    paper = ParallelConfig(tp=4, pp=2, cp=4, ep=16, etp=1, sequence_parallel=True)
+    paper.check(arch, 32)
+    assert paper.expert_tp == 1 and ParallelConfig(tp=4).expert_tp == 4
+    # without expert TP 1, megatron's expert layout (ETP = TP = 4) x EP16 x PP2 = 128 ranks does not fit 32
+    with pytest.raises(ValueError, match=r"world size 32 is not divisible by etp\*ep\*pp = 4\*16\*2 = 128"):
+        ParallelConfig(tp=4, pp=2, cp=4, ep=16, sequence_parallel=True).check(arch, 32)
+    with pytest.raises(ValueError, match="num_experts 128 is not divisible by ep=3"):
+        ParallelConfig(ep=3).check(arch, 3)
+    with pytest.raises(ValueError, match="moe_intermediate_size 768 is not divisible by etp=5"):
+        ParallelConfig(tp=1, etp=5).check(arch, 5)
+    with pytest.raises(ValueError, match="etp=0 must be >= 1"):
+        ParallelConfig(etp=0).check(arch, 1)
+    with pytest.raises(ValueError, match="MoE model with tp > 1 needs sequence parallelism"):
+        ParallelConfig(tp=2, etp=1).check(arch, 2)
+    ParallelConfig(tp=2, etp=1).check(arch, 2, training=False)  # conversion does not train
+
+
+# ------------------------------------------------------------------------------------------------ YaRN
+TINY_QWEN3 = {"model_type": "qwen3", "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+              "max_position_embeddings": 256}
+YARN_CASES = {  # rope dicts, as written in the older top-level rope_scaling unless noted
+    "default": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
+    "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "rope_theta": 5e5},
+    "type_key_betas_no_truncate": {"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32,
+                                   "beta_fast": 16, "beta_slow": 2, "truncate": False},
+    "attention_factor": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "attention_factor": 1.3},
+    "attention_factor_below_1": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64,
+                                 "attention_factor": 0.8},
+    "mscale_pair": {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32, "mscale": 0.707,
+                    "mscale_all_dim": 1.0},
+    "mscale_alone": {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32, "mscale": 0.707},
+    "implicit_factor": {"rope_type": "yarn", "factor": None, "original_max_position_embeddings": 32},
+    "original_from_max_position": {"rope_type": "yarn", "factor": 2.0},
+}
+
+
+def _hf_and_megatron_yarn(rope: dict, monkeypatch):
+    """(transformers' inv_freq and attention factor, megatron's inv_freq and concentration factor) for a config."""
+    import warnings
+
+    from transformers import Qwen3Config
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from slime_ext.megatron_model import transformer_config
+
+    pytest.importorskip("megatron.core")
+    from megatron.core.models.common.embeddings import YarnRotaryEmbedding
+    from megatron.core.models.common.embeddings.yarn_rotary_pos_embedding import (
+        _yarn_get_concentration_factor_from_config,
+    )
+
+    # transformers 5 writes rope_theta inside rope_parameters, older versions next to rope_scaling
+    config = {**TINY_QWEN3, "rope_parameters": dict(rope)} if "rope_theta" in rope else {**TINY_QWEN3, "rope_theta": 1e6, "rope_scaling": dict(rope)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arch = ModelArch.from_hf_config(json.loads(json.dumps(config)))
+    hf = Qwen3Config(**{k: v for k, v in json.loads(json.dumps(config)).items() if k != "model_type"})
+    hf_inv_freq, hf_factor = ROPE_INIT_FUNCTIONS["yarn"](hf, "cpu")
+    # megatron as GPTModel builds it: the yarn_* attributes of our TransformerConfig
+    tcfg = transformer_config(arch, ParallelConfig(), use_te=False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: "cpu")  # YarnRotaryEmbedding moves inv_freq there
+    rope_emb = YarnRotaryEmbedding(
+        kv_channels=tcfg.kv_channels, rotary_base=arch.rope_theta, use_cpu_initialization=True,
+        scaling_factor=tcfg.yarn_rotary_scaling_factor, original_max_position_embeddings=tcfg.yarn_original_max_position_embeddings,
+        beta_fast=tcfg.yarn_beta_fast, beta_slow=tcfg.yarn_beta_slow, mscale=tcfg.yarn_mscale,
+        mscale_all_dim=tcfg.yarn_mscale_all_dim, correction_range_round_to_int=tcfg.yarn_correction_range_round_to_int,
+    )
+    angles, _ = rope_emb(2)
+    return arch, (hf_inv_freq, hf_factor), (angles[1, 0, 0, : tcfg.kv_channels // 2], _yarn_get_concentration_factor_from_config(tcfg))
+
+
+@pytest.mark.parametrize("case", list(YARN_CASES))
+def test_yarn_parameters_equal_transformers(case, monkeypatch):
+    arch, (hf_inv_freq, hf_factor), (mg_inv_freq, mg_factor) = _hf_and_megatron_yarn(YARN_CASES[case], monkeypatch)
+    assert arch.yarn is not None and arch.yarn.attention_factor == pytest.approx(hf_factor, rel=1e-12)
+    assert torch.equal(mg_inv_freq, hf_inv_freq)  # the same float32 ops: bit-identical frequencies
+    assert mg_factor == pytest.approx(hf_factor, rel=1e-12)
+    if case == "rope_parameters":
+        assert arch.rope_theta == 5e5
+    if case == "implicit_factor":
+        assert arch.yarn.factor == 8.0  # max_position_embeddings / original_max_position_embeddings
+    if case == "original_from_max_position":
+        assert arch.yarn.original_max_position_embeddings == 256
+
+
+def test_yarn_differs_from_plain_rope_and_between_cases(monkeypatch):
+    # the comparison above is not vacuous: the cases give different frequencies / factors
+    _, (a, fa), _ = _hf_and_megatron_yarn(YARN_CASES["default"], monkeypatch)
+    _, (b, fb), _ = _hf_and_megatron_yarn(YARN_CASES["type_key_betas_no_truncate"], monkeypatch)
+    plain = 1.0 / (1e6 ** (torch.arange(0, 16, 2, dtype=torch.float32) / 16))
+    assert not torch.equal(a, plain) and not torch.equal(a, b) and fa != fb
+
+
+def test_r1_qwen3_8b_yarn_is_sglangs():
+    """DeepSeek-R1-0528-Qwen3-8B's rope_scaling carries SGLang's attn_factor = 1 / yarn_get_mscale(4): SGLang (and
+    vLLM) multiply their attention factor by it, giving 1.0; transformers ignores the key (1.1386). The trainer
+    follows the rollout engine."""
+    arch = ModelArch.from_hf_config({**QWEN3_4B, "max_position_embeddings": 131072, "rope_theta": 1000000,
+                                     "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                                      "original_max_position_embeddings": 32768,
+                                                      "attn_factor": 0.8782488562869419}})
+    y = arch.yarn
+    assert (y.factor, y.original_max_position_embeddings, y.beta_fast, y.beta_slow, y.truncate) == (4.0, 32768, 32, 1, True)
+    assert y.attention_factor == pytest.approx(1.0, abs=1e-12)
+    without = ModelArch.from_hf_config({**QWEN3_4B, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                                                     "original_max_position_embeddings": 32768}})
+    assert without.yarn.attention_factor == pytest.approx(0.1 * math.log(4) + 1)
+
+
+@pytest.mark.parametrize("rope,match", [
+    ({"factor": 4.0, "original_max_position_embeddings": 64, "attn_factor": 0.9, "attention_factor": 1.1},
+     r"attn_factor \(SGLang's\) together with \['attention_factor'\]"),
+    ({"factor": 4.0, "original_max_position_embeddings": 64, "attn_factor": 0.9, "mscale": 1.0},
+     r"together with \['mscale'\]"),
+    ({"factor": 4.0, "original_max_position_embeddings": 64, "extrapolation_factor": 0.5}, "extrapolation_factor 0.5"),
+    ({"factor": 4.0, "original_max_position_embeddings": 64, "finetuned": True}, r"YaRN key\(s\) \['finetuned'\]"),
+    ({"original_max_position_embeddings": 64}, "rope_scaling.factor is required"),
+    ({"factor": 0.5, "original_max_position_embeddings": 64}, "rope_scaling.factor must be a number >= 1"),
+    ({"factor": 4.0, "original_max_position_embeddings": "64"}, "original_max_position_embeddings must be a positive integer"),
+    ({"factor": 4.0, "original_max_position_embeddings": 64, "attention_factor": -1.0}, "attention factor must be > 0"),
+    ({"factor": 1.0, "original_max_position_embeddings": 64, "attention_factor": 1.2}, "scales attention only when factor > 1"),
+])
+def test_yarn_refusals_name_the_field(rope, match):
+    with pytest.raises(ValueError, match=match):
+        ModelArch.from_hf_config({**TINY_QWEN3, "rope_scaling": {"rope_type": "yarn", **rope}})
+
+
+def test_yarn_original_max_position_disagreement_is_refused():
+    with pytest.raises(ValueError, match="original_max_position_embeddings 128 \\(top level\\) and rope_scaling"):
+        ModelArch.from_hf_config({**TINY_QWEN3, "original_max_position_embeddings": 128,
+                                  "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}})
+
+
+def test_rope_theta_is_read_where_transformers_reads_it():
+    from transformers import Qwen3Config
+
+    config = {**TINY_QWEN3, "rope_theta": 1e6, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}}
+    hf = Qwen3Config(**{k: v for k, v in json.loads(json.dumps(config)).items() if k != "model_type"})
+    assert ModelArch.from_hf_config(config).rope_theta == hf.rope_parameters["rope_theta"] == 5e5
+
+
+def test_yarn_turns_off_te_rope_fusion():
+    """TE's fused THD RoPE kernel takes no attention factor (megatron 0.16.1 passes none to it): a YaRN model uses
+    the unfused kernel, which applies it. (On CPU transformer-engine is absent, so only the YaRN case can be built.)"""
+    from slime_ext.megatron_model import transformer_config
+
+    pytest.importorskip("megatron.core")
+    arch = ModelArch.from_hf_config({**TINY_QWEN3, "rope_scaling": YARN_CASES["default"]})
+    assert transformer_config(arch, ParallelConfig(), use_te=True).apply_rope_fusion is False
+
+
+def test_yarn_keys_sglang_ignores_warn():
+    with pytest.warns(UserWarning, match="SGLang's YaRN ignores those keys"):
+        ModelArch.from_hf_config({**TINY_QWEN3, "rope_scaling": YARN_CASES["attention_factor"]})
 
 
 def test_vocab_padding():
