@@ -87,6 +87,36 @@ class Tracker:
         if self.console is not None and "eval/step" in row:
             self._print_eval(row)
 
+    def rewind(self, start: int) -> int:
+        """A run resumed at rollout ``start`` re-runs the steps logged after its checkpoint: move their rows
+        (rollout steps >= start, evals after start) from metrics.jsonl to ``metrics.superseded.jsonl`` so that
+        metrics.jsonl has one row per step. Returns the number of rows moved. wandb and tensorboard keep what
+        they received (see docs/training.md)."""
+        path = self.run_dir / "metrics.jsonl"
+        self._metrics.close()
+        keep, moved = [], []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a crash: not ours to judge, kept aside
+                moved.append(line)
+                continue
+            step = row.get("step", -1)
+            later = step > start if "eval/step" in row else step >= start
+            (moved if later else keep).append(line)
+        if moved:
+            with open(self.run_dir / "metrics.superseded.jsonl", "a", encoding="utf-8") as f:
+                f.writelines(m + "\n" for m in moved)
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+            tmp.replace(path)
+            log.info("resumed at rollout %d: %d metrics row(s) of the interrupted run moved to %s", start, len(moved),
+                     self.run_dir / "metrics.superseded.jsonl")
+        self._metrics = open(path, "a", encoding="utf-8")
+        return len(moved)
+
     def _print_row(self, row: dict) -> None:
         table = Table(show_header=not self._header_printed, show_edge=False, box=None, pad_edge=False)
         for header, _, _ in TABLE_COLUMNS:

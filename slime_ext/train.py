@@ -51,6 +51,7 @@ def train(a) -> int:
     peak = a.peak_tflops * 1e12 if a.peak_tflops else trainer.call("peak_flops")
     try:
         start = resume(a, trainer, rollout, get)
+        tracker.rewind(start)
         if start or a.mcore_checkpoint:  # the engines loaded the HF weights: send them the trainer's
             trainer.call("sync_weights", get(rollout.engine_urls.remote()))
         if a.eval_only or (a.eval_interval and start == 0):

@@ -155,6 +155,30 @@ def test_tracker_writes_metrics_tensorboard_and_table(tmp_path):
     assert "eval heldout @ step 1" in out and "accuracy=0.500" in out
 
 
+
+def test_tracker_rewind_moves_rows_of_rerun_steps(tmp_path):
+    """A resume at rollout 2 re-runs steps 2..: their old rows leave metrics.jsonl (kept aside, not lost)."""
+    from slime_ext.tracking import Tracker
+
+    run = tmp_path / "run"
+    t = Tracker(str(run), {}, console_table=False)
+    for step in range(4):
+        t.log({"rollout/step": step, "rollout/reward_mean": 0.1 * step}, step)
+        if step % 2 == 1:
+            t.log({"eval/step": step + 1, "eval/heldout/accuracy": 0.5}, step + 1)
+    t.finish()
+    (run / "metrics.jsonl").open("a").write('{"step": 4, "rollout/st')  # a row cut by the crash
+    t = Tracker(str(run), {}, console_table=False)
+    assert t.rewind(2) == 4  # rollout steps 2, 3, the eval at step 4 and the cut line
+    t.log({"rollout/step": 2, "rollout/reward_mean": 0.9}, 2)
+    t.finish()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], "eval/step" in r) for r in rows] == [(0, False), (1, False), (2, True), (2, False)]
+    assert rows[-1]["rollout/reward_mean"] == 0.9
+    moved = (run / "metrics.superseded.jsonl").read_text().splitlines()
+    assert len(moved) == 4 and moved[-1] == '{"step": 4, "rollout/st'
+    assert json.loads(moved[0])["rollout/step"] == 2
+
 # ------------------------------------------------------------------------------------------ arguments
 def test_parse_args_derives_defaults(tmp_path):
     from slime_ext.arguments import parse_args, resolved_config
