@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class Tracker:
             os.environ.setdefault("WANDB_SILENT", "true")
             # One wandb run per run dir: a resumed training (--load) keeps logging into the run it started.
             id_file = self.run_dir / "wandb_run_id"
-            run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+            run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
             id_file.write_text(run_id)
             self.wandb = wandb.init(project=wandb_project, group=wandb_group, name=wandb_run_name, dir=wandb_dir or run_dir,
                                     mode=wandb_mode, config=config, id=run_id, resume="allow")
