@@ -3,7 +3,7 @@
 #
 #   bash scripts/quickstart.sh            # output under runs/quickstart/ (LONGTRACE_RUN_DIR overrides)
 #
-# The main job, end to end on CPU (about 3 minutes after the install):
+# The main job, end to end on CPU (about 2 minutes after the install on 2 cores):
 #   1. `longtrace data build` with the embedded config data_gen/configs/quickstart.json: synthetic world, BM25
 #      index, knowledge-graph walks, template questions, scripted search-agent trajectories, tiered distractors,
 #      2K-token contexts counted with a byte-level BPE trained on the world, HF dataset export (~10 s);
