@@ -466,7 +466,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGINT too: a process started in the background by a non-interactive shell (nohup, `cmd &` in a script, a CI
+    # runner) inherits SIGINT as ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C / kill -INT
+    # would leave the engines and the router running.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     try:
         with manager:
             print(f"engines: {' '.join(manager.engine_urls)}")
