@@ -154,17 +154,24 @@ def run_build(args, main, console) -> int:
     w.mkdir(parents=True, exist_ok=True)
     (w / "build_config.json").write_text(json.dumps(cfg, indent=1) + "\n")
     console.print(f"[bold]build[/bold] {args.config} -> {w}\n" + json.dumps(cfg, indent=1))
-    for step in stages(cfg):
-        if step[0] == "synth-world" and (w / "world.jsonl").exists():
-            console.print(f"[dim]{w / 'world.jsonl'} exists; skipping synth-world[/dim]")
-            continue
-        if step[0] == "index" and (w / "index").exists():
-            console.print(f"[dim]{w / 'index'} exists; skipping index[/dim]")
+    rc = run_stages(stages(cfg), w, main, console)
+    if rc:
+        return rc
+    console.print(f"[bold green]dataset ready:[/bold green] {w / 'dataset'}")
+    return 0
+
+
+def run_stages(steps: list[list[str]], workdir: Path, main, console) -> int:
+    """Run ``longtrace data`` stages (argv lists) in order; the first non-zero exit stops the run and is returned.
+    The world and the index are skipped when they exist (the other stages resume on their own)."""
+    for step in steps:
+        made = {"synth-world": workdir / "world.jsonl", "index": workdir / "index"}.get(step[0])
+        if made is not None and made.exists():
+            console.print(f"[dim]{made} exists; skipping {step[0]}[/dim]")
             continue
         console.rule(f"longtrace data {step[0]}")
         rc = main(step)
         if rc:
-            console.print(f"[red]build stopped:[/red] stage {step[0]} exited with {rc}")
+            console.print(f"[red]stopped:[/red] stage {step[0]} exited with {rc}")
             return rc
-    console.print(f"[bold green]dataset ready:[/bold green] {w / 'dataset'}")
     return 0

@@ -624,18 +624,9 @@ def cmd_pipeline(args) -> int:
         ["agent", "--questions", str(w / "questions.jsonl"), "--output", str(w / "trajectories.jsonl"), "--store",
          str(w / "world.db"), "--index", str(w / "index"), "--samples", str(args.samples)],
     ]
-    for step in steps:
-        if step[0] == "synth-world" and (w / "world.jsonl").exists():
-            console.print(f"[dim]{w / 'world.jsonl'} exists; skipping synth-world[/dim]")
-            continue
-        if step[0] == "index" and (w / "index").exists():
-            console.print(f"[dim]{w / 'index'} exists; skipping index[/dim]")
-            continue
-        console.rule(f"longtrace data {step[0]}")
-        rc = main(step)
-        if rc:
-            return rc
-    return 0
+    from .build import run_stages
+
+    return run_stages(steps, w, main, console)
 
 
 def cmd_import(args) -> int:

@@ -704,6 +704,20 @@ def build_app(state: EngineState, served_model_name: str | None = None):
             return ok({"success": False, "message": f"no weight update group {group!r}"}, 400)
         return ok({"success": True, "message": f"left {group!r}"})
 
+    async def update_named_tensors(endpoint: str, source: str, get_tensors, version):
+        """Under the lock: take the named tensors ``get_tensors()`` returns into the model and set the weight
+        version; SGLang's reply (a failure is a 400 with the exception)."""
+        def update():
+            tensors = get_tensors()
+            state.load_state_dict(tensors, source)
+            state.set_version(version)
+            return len(tensors)
+        try:
+            n = await locked(update)
+        except Exception as e:
+            return ok({"success": False, "message": f"{endpoint} failed: {type(e).__name__}: {e}"}, 400)
+        return ok({"success": True, "message": f"Succeeded to update {n} parameters."})
+
     @app.post("/update_weights_from_distributed")
     async def update_weights_from_distributed(request: HttpRequest):
         data = await body(request)
@@ -722,14 +736,9 @@ def build_app(state: EngineState, served_model_name: str | None = None):
                 t = torch.empty(shape, dtype=getattr(torch, str(dtype).replace("torch.", "")), device=state.device)
                 broadcast_from_rank0(pg, t)
                 tensors[name] = t
-            state.load_state_dict(tensors, f"group {group}")
-            state.set_version(data.get("weight_version"))
-            return len(tensors)
-        try:
-            n = await locked(receive)
-        except Exception as e:
-            return ok({"success": False, "message": f"update_weights_from_distributed failed: {type(e).__name__}: {e}"}, 400)
-        return ok({"success": True, "message": f"Succeeded to update {n} parameters."})
+            return tensors
+        return await update_named_tensors("update_weights_from_distributed", f"group {group}", receive,
+                                          data.get("weight_version"))
 
     @app.post("/update_weights_from_tensor")
     async def update_weights_from_tensor(request: HttpRequest):
@@ -742,15 +751,9 @@ def build_app(state: EngineState, served_model_name: str | None = None):
         def load():
             # One payload per TP rank of the engine; the torch engine has one rank, so payload 0 is its own.
             obj = deserialize_tensors(payloads[0])
-            tensors = unflatten_bucket(obj) if fmt == "flattened_bucket" else dict(obj)
-            state.load_state_dict(tensors, "update_weights_from_tensor")
-            state.set_version(data.get("weight_version"))
-            return len(tensors)
-        try:
-            n = await locked(load)
-        except Exception as e:
-            return ok({"success": False, "message": f"update_weights_from_tensor failed: {type(e).__name__}: {e}"}, 400)
-        return ok({"success": True, "message": f"Succeeded to update {n} parameters."})
+            return unflatten_bucket(obj) if fmt == "flattened_bucket" else dict(obj)
+        return await update_named_tensors("update_weights_from_tensor", "update_weights_from_tensor", load,
+                                          data.get("weight_version"))
 
     @app.post("/update_weight_version")
     async def update_weight_version(request: HttpRequest):
