@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 
 import pytest
 
-from .helpers import ROOT, FakeChatServer, wait_http
+from .helpers import ROOT, FakeChatServer, stop_process, wait_http
 
 
 @pytest.fixture
@@ -45,13 +44,7 @@ def run_server():
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process(proc, timeout_s=10)
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,19 @@ def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen | None =
     raise TimeoutError(f"{url} not up after {timeout_s} s")
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload) -> None:
+    """Reply with ``payload`` as JSON; a client that already left (timed out) is not an error."""
+    data = json.dumps(payload).encode()
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 class FakeChatServer:
     """An OpenAI-compatible /v1/chat/completions endpoint whose replies a test scripts.
 
@@ -77,15 +90,7 @@ class FakeChatServer:
                         payload = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
                     else:
                         payload = {"error": {"message": f"scripted {status}"}}
-                    data = json.dumps(payload).encode()
-                    try:
-                        self.send_response(status)
-                        self.send_header("Content-Type", "application/json")
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                    except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-                        pass
+                    send_json(self, status, payload)
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
@@ -165,14 +170,15 @@ def start_torch_engine(model_path, port: int, *extra: str) -> subprocess.Popen:
     return proc
 
 
-def stop_process(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """SIGTERM the process group of ``proc`` (started with start_new_session), SIGKILL it after ``timeout_s``."""
     import os
     import signal
 
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
@@ -206,15 +212,7 @@ class FakeSGLangEngine:
                 pass
 
             def _send(self, status, payload):
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                send_json(self, status, payload)
 
             def do_GET(self):
                 self._send(200, {"ok": True})
