@@ -1,7 +1,7 @@
 """One rollout step: GRPO groups generated concurrently, scored as they finish, over-sampled, filtered, aborted.
 
     result = await generate_rollout(cfg, client, source, reward_fn, tokenizer)
-    result.groups       # rollout_batch_size groups of n_samples_per_prompt Samples, rewards set
+    result.groups       # rollout_batch_size groups of n_samples_per_prompt Samples, rewards set, in draw order
     result.counts       # requested = completed + truncated + aborted + failed (logged)
 
 The loop (slime's ``generate_rollout_async``): while fewer than ``--rollout-batch-size`` groups are accepted,
@@ -273,8 +273,11 @@ async def generate_rollout(cfg: RolloutConfig, client: RolloutClient, source: Pr
             reward_seconds += time.perf_counter() - t
         return group
 
+    drawn: dict[int, int] = {}  # id(group) -> the order it was drawn from the source
+
     def submit(groups: list[list[Sample]]) -> None:
         for g in groups:
+            drawn[id(g)] = len(drawn)
             counts.groups_requested += 1
             counts.requested += len(g)
             counts.resumed += sum(1 for s in g if s.response_tokens)
@@ -314,6 +317,9 @@ async def generate_rollout(cfg: RolloutConfig, client: RolloutClient, source: Pr
                 if s.status == PENDING:
                     s.status = ABORTED
             _classify(group, counts, accepted, filter_fn, cfg, source, full=True)
+    # Groups complete in an order set by timing; the batch lists them in the order they were drawn, so that the
+    # same accepted groups always make the same batch.
+    accepted.sort(key=lambda g: drawn[id(g)])
     for group in accepted:
         for s in group:
             s.check()
