@@ -34,10 +34,10 @@ class EngineHost:
     def free_port(self) -> int:
         return free_port("0.0.0.0")
 
-    def start(self, name: str, cmd: list[str], log_path: str | None) -> int:
+    def start(self, name: str, cmd: list[str], log_path: str | None, env: dict[str, str] | None = None) -> int:
         if log_path:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        self.process = ManagedProcess(name, cmd, Path(log_path) if log_path else None)
+        self.process = ManagedProcess(name, cmd, Path(log_path) if log_path else None, env=env)
         return self.process.pid
 
     def alive(self) -> bool:
@@ -57,9 +57,9 @@ class EngineHost:
 class RemoteProcess:
     """ManagedProcess's interface, for a process an EngineHost actor runs."""
 
-    def __init__(self, host, name: str, cmd: list[str], log_path: Path | None):
+    def __init__(self, host, name: str, cmd: list[str], log_path: Path | None, env: dict[str, str] | None = None):
         self.host, self.name, self.cmd, self.log_path = host, name, cmd, log_path
-        self.pid = ray.get(host.start.remote(name, cmd, str(log_path) if log_path else None), timeout=CALL_TIMEOUT_S)
+        self.pid = ray.get(host.start.remote(name, cmd, str(log_path) if log_path else None, env), timeout=CALL_TIMEOUT_S)
 
     def alive(self) -> bool:
         try:
@@ -123,8 +123,8 @@ class RayEngineManager(EngineManager):
             return sglang_command(cfg, 0, port, nccl_port=nccl_port)
         return torch_engine_command(cfg, 0, port)
 
-    def _spawn(self, engine: Engine, cmd: list[str], log_path: Path | None):
-        return RemoteProcess(self.hosts[engine.index], f"engine{engine.index}", cmd, log_path)
+    def _spawn(self, engine: Engine, cmd: list[str], log_path: Path | None, env: dict[str, str]):
+        return RemoteProcess(self.hosts[engine.index], f"engine{engine.index}", cmd, log_path, env)
 
     def stop(self) -> None:
         super().stop()

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import httpx
 
+ROUTER_POLICIES = ("random", "round_robin", "cache_aware", "power_of_two", "manual")  # `launch_router --help`, 0.3.2
 
 @dataclass
 class RouterConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port
-    policy: str = "round_robin"  # round_robin | random | cache_aware | power_of_two | consistent_hashing ...
+    policy: str = "round_robin"  # one of ROUTER_POLICIES
     request_timeout_s: int = 14400  # slime's --sglang-router-request-timeout-secs default
     log_level: str = "warn"
     extra_args: list[str] = field(default_factory=list)  # passed through to sglang_router.launch_router

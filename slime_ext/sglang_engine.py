@@ -1,15 +1,22 @@
-"""Rollout engines as subprocesses: SGLang servers (GPU) or torch engines (CPU/GPU), behind sglang-router.
+"""Rollout engines as subprocesses: SGLang servers (GPU, or CPU through SGLang's CPU backend) or the torch fallback
+engine, behind sglang-router.
 
-    longtrace engine launch --model-path DIR --num-engines 2 [--backend sglang|torch] [--rollout-num-gpus-per-engine 8]
-                            [--sglang-mem-fraction-static 0.7] [--sglang-context-length N] [--colocate] [-- EXTRA SGLANG FLAGS]
+    longtrace engine launch --model-path DIR --num-engines 2 [--backend auto|sglang|torch] [--device cpu|cuda]
+                            [--rollout-num-gpus-per-engine 8] [--sglang-mem-fraction-static 0.7]
+                            [--sglang-context-length N] [--colocate] [-- EXTRA SGLANG FLAGS]
 
 ``EngineManager`` builds each engine's command line, starts it in its own process group, waits for its health
-route with a timeout, starts the router and registers every engine with ``POST /workers``, watches the engines
-(``dead()``), restarts or drops one that died, and tears everything down (SIGTERM to each process group, SIGKILL
-after a grace period) on exit, on Ctrl-C and on errors, leaving no orphan processes.
+route with a timeout, starts the router and registers every engine with ``POST /workers``, watches the engines and
+the router (``dead()``, ``recover()``), restarts or drops an engine that died, restarts a router that died, and tears
+everything down (SIGTERM to each process group, SIGKILL after a grace period) on exit, on Ctrl-C and on errors,
+leaving no orphan processes.
 
-SGLang cannot run on a CPU machine; there the same manager launches torch engines (``--backend torch``), which
-is how CI and the quickstart exercise the real lifecycle and the real router.
+SGLang engines run with ``SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION=0``: their ``/health`` then answers without
+generating (by default it submits a one-token generate and waits up to 20 s for it, which never comes while an
+engine is paused or has released its memory). ``/health_generate`` still generates and is used once, at start-up.
+On CPU (``device="cpu"``) SGLang runs from its own environment (``sglang_env.py``: scripts/setup_sglang_cpu.sh) with
+``SGLANG_USE_CPU_ENGINE=1`` and the flags its CPU backend needs. Where SGLang cannot run (no CPU kernel build, no
+AVX-512), ``--backend auto`` falls back to the torch engine (torch_engine.py) and says so.
 """
 from __future__ import annotations
 
@@ -28,7 +35,8 @@ from pathlib import Path
 
 import httpx
 
-from .router import RouterClient, RouterConfig, router_command
+from .router import ROUTER_POLICIES, RouterClient, RouterConfig, router_command
+from .sglang_env import cpu_sglang_flags, default_device, resolve_backend, sglang_env_vars, sglang_python
 from .versions import SGLANG_VERSION
 
 log = logging.getLogger("longtrace.engines")
@@ -37,7 +45,8 @@ BACKENDS = ("sglang", "torch")
 # Flags the manager sets itself; passing them as extra flags would silently fight it.
 MANAGED_SGLANG_FLAGS = {"--model-path", "--model", "--tp-size", "--tensor-parallel-size", "--host", "--port",
                         "--base-gpu-id", "--nccl-port", "--mem-fraction-static", "--context-length",
-                        "--enable-memory-saver"}
+                        "--enable-memory-saver", "--device", "--dtype"}
+ENGINE_STATES = ("up", "paused", "released")  # paused / released engines are not probed (only their process)
 
 
 @dataclass
@@ -54,10 +63,15 @@ class EngineConfig:
     enable_memory_saver: bool = False  # colocated mode: weights/KV can be released for training
     skip_server_warmup: bool = True
     extra_args: list[str] = field(default_factory=list)  # passed through to sglang.launch_server
-    device: str = "cpu"  # torch backend: cpu or cuda (engine i gets cuda:<base_gpu_id + i>)
+    device: str = "cpu"  # cpu or cuda; torch backend on cuda: engine i gets cuda:<base_gpu_id + i>
+    dtype: str | None = None  # SGLang --dtype (CPU default float32, the CPU trainer's precision)
+    max_total_tokens: int | None = None  # SGLang --max-total-tokens (its KV pool; CPU default 65536)
+    python: str | None = None  # interpreter with SGLang installed (default: sglang_env.sglang_python())
     max_running_requests: int | None = None
-    torch_threads: int | None = None  # torch backend: intra-op threads per engine
+    torch_threads: int | None = None  # intra-op threads per engine (OMP_NUM_THREADS for SGLang)
     health_timeout_s: float = 600.0
+    health_failures: int = 3  # consecutive failed /health probes before a live engine process counts as dead
+    health_probe_timeout_s: float = 5.0
     stop_timeout_s: float = 15.0
     log_dir: str | None = None
     router: RouterConfig | None = field(default_factory=RouterConfig)  # None: no router
@@ -79,8 +93,12 @@ class EngineConfig:
         clash = sorted({a.split("=")[0] for a in self.extra_args if a.startswith("--")} & MANAGED_SGLANG_FLAGS)
         if clash:
             raise ValueError(f"extra SGLang flags {', '.join(clash)} are set by the engine manager; use its own options")
-        if not Path(self.model_path).exists() and self.backend == "torch":
+        if not Path(self.model_path).exists() and (self.backend == "torch" or self.device == "cpu"):
             raise ValueError(f"--model-path {self.model_path} does not exist")
+        if self.health_failures < 1:
+            raise ValueError(f"health_failures must be >= 1, got {self.health_failures}")
+        if self.router is not None and self.router.policy not in ROUTER_POLICIES:
+            raise ValueError(f"--router-policy must be one of {', '.join(ROUTER_POLICIES)}, got {self.router.policy!r}")
         return self
 
 
@@ -92,13 +110,25 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def sglang_command(cfg: EngineConfig, index: int, port: int, nccl_port: int | None = None) -> list[str]:
     """``python -m sglang.launch_server ...`` for engine ``index`` (GPUs base_gpu_id + index * tp ...)."""
-    cmd = [sys.executable, "-m", "sglang.launch_server", "--model-path", cfg.model_path,
-           "--tp-size", str(cfg.gpus_per_engine), "--host", cfg.host, "--port", str(port),
-           "--base-gpu-id", str(cfg.base_gpu_id + index * cfg.gpus_per_engine)]
-    if nccl_port is not None:
-        cmd += ["--nccl-port", str(nccl_port)]
-    if cfg.mem_fraction_static is not None:
-        cmd += ["--mem-fraction-static", str(cfg.mem_fraction_static)]
+    python = cfg.python or sglang_python(cfg.device) or sys.executable
+    cmd = [python, "-m", "sglang.launch_server", "--model-path", cfg.model_path,
+           "--tp-size", str(cfg.gpus_per_engine), "--host", cfg.host, "--port", str(port)]
+    if cfg.device == "cpu":
+        cmd += cpu_sglang_flags(cfg.extra_args)
+        mem_fraction = cfg.mem_fraction_static if cfg.mem_fraction_static is not None else 0.05
+        cmd += ["--mem-fraction-static", str(mem_fraction), "--dtype", cfg.dtype or "float32"]
+        if "--max-total-tokens" not in cfg.extra_args:
+            cmd += ["--max-total-tokens", str(cfg.max_total_tokens or 65536)]
+    else:
+        cmd += ["--base-gpu-id", str(cfg.base_gpu_id + index * cfg.gpus_per_engine)]
+        if nccl_port is not None:
+            cmd += ["--nccl-port", str(nccl_port)]
+        if cfg.mem_fraction_static is not None:
+            cmd += ["--mem-fraction-static", str(cfg.mem_fraction_static)]
+        if cfg.dtype:
+            cmd += ["--dtype", cfg.dtype]
+        if cfg.max_total_tokens:
+            cmd += ["--max-total-tokens", str(cfg.max_total_tokens)]
     if cfg.context_length is not None:
         cmd += ["--context-length", str(cfg.context_length)]
     if cfg.enable_memory_saver:
@@ -106,6 +136,14 @@ def sglang_command(cfg: EngineConfig, index: int, port: int, nccl_port: int | No
     if cfg.skip_server_warmup:
         cmd += ["--skip-server-warmup"]
     return cmd + list(cfg.extra_args)
+
+
+def engine_env(cfg: EngineConfig) -> dict[str, str]:
+    """Environment variables of every engine process."""
+    env = sglang_env_vars(cfg.device) if cfg.backend == "sglang" else {}
+    if cfg.torch_threads and cfg.backend == "sglang":
+        env["OMP_NUM_THREADS"] = str(cfg.torch_threads)
+    return env
 
 
 def torch_engine_command(cfg: EngineConfig, index: int, port: int) -> list[str]:
@@ -228,6 +266,8 @@ class Engine:
     process: ManagedProcess | None = None
     restarts: int = 0
     dropped: bool = False
+    state: str = "up"  # up | paused | released (set by whoever pauses it or releases its memory)
+    failed_probes: int = 0  # consecutive failed /health probes
 
 
 class EngineManager:
@@ -238,6 +278,7 @@ class EngineManager:
         self.engines: list[Engine] = []
         self.router_process: ManagedProcess | None = None
         self.router_url: str | None = None
+        self.router_port: int | None = None
         self.router: RouterClient | None = None
         self.log_dir = Path(cfg.log_dir) if cfg.log_dir else None
         self.events: list[str] = []  # one line per fault handled (restart / drop)
@@ -271,14 +312,17 @@ class EngineManager:
             return sglang_command(self.cfg, index, port, nccl_port=free_port(self.cfg.host))
         return torch_engine_command(self.cfg, index, port)
 
-    def _spawn(self, engine: Engine, cmd: list[str], log_path: Path | None):
+    def _spawn(self, engine: Engine, cmd: list[str], log_path: Path | None, env: dict[str, str]):
         """A process handle (alive, exit_code, stop, tail, pid, name, cmd): here a local subprocess."""
-        return ManagedProcess(f"engine{engine.index}", cmd, log_path)
+        return ManagedProcess(f"engine{engine.index}", cmd, log_path, env=env)
 
     def _launch(self, engine: Engine) -> None:
         log_path = self.log_dir / f"engine{engine.index}.log" if self.log_dir else None
-        engine.process = self._spawn(engine, self._command(engine.index, engine.port), log_path)
-        log.info("engine %d: pid %d: %s", engine.index, engine.process.pid, " ".join(engine.process.cmd))
+        env = engine_env(self.cfg)
+        engine.process = self._spawn(engine, self._command(engine.index, engine.port), log_path, env)
+        engine.state, engine.failed_probes = "up", 0
+        log.info("engine %d: pid %d: %s%s", engine.index, engine.process.pid,
+                 " ".join(f"{k}={v}" for k, v in env.items()) + " " if env else "", " ".join(engine.process.cmd))
 
     def _wait(self, engine: Engine) -> None:
         route = "/health_generate" if self.cfg.backend == "sglang" else "/health"
@@ -296,21 +340,29 @@ class EngineManager:
         if cfg.backend == "sglang":
             self._check_sglang_version()
         if cfg.router is not None:
-            port = cfg.router.port or free_port(cfg.router.host)
-            log_path = self.log_dir / "router.log" if self.log_dir else None
-            cmd = router_command(cfg.router, port, prometheus_port=free_port(cfg.router.host))
-            self.router_process = ManagedProcess("router", cmd, log_path)
-            self.router_url = f"http://{cfg.router.host}:{port}"
-            wait_healthy(self.router_url, self.router_process, 60.0)
-            self.router = RouterClient(self.router_url)
-            for e in self.engines:
-                self.router.add_worker(e.url)
+            self.router_port = cfg.router.port or free_port(cfg.router.host)
+            self.router_url = f"http://{cfg.router.host}:{self.router_port}"
+            self._start_router()
         log.info("%d %s engine(s) up%s", len(self.engines), cfg.backend,
                  f" behind router {self.router_url}" if self.router_url else "")
 
+    def _start_router(self) -> None:
+        """(Re)start the router on its port and register every engine that is not dropped."""
+        router = self.cfg.router
+        log_path = self.log_dir / "router.log" if self.log_dir else None
+        cmd = router_command(router, self.router_port, prometheus_port=free_port(router.host))
+        self.router_process = ManagedProcess("router", cmd, log_path)
+        wait_healthy(self.router_url, self.router_process, 60.0)
+        if self.router is not None:
+            self.router.close()
+        self.router = RouterClient(self.router_url)
+        for e in self.engines:
+            if not e.dropped:
+                self.router.add_worker(e.url)
+
     def _check_sglang_version(self) -> None:
         try:
-            info = httpx.get(f"{self.engines[0].url}/get_server_info", timeout=10, trust_env=False).json()
+            info = httpx.get(f"{self.engines[0].url}/server_info", timeout=30, trust_env=False).json()
         except (httpx.HTTPError, ValueError):
             return
         version = str(info.get("version", ""))
@@ -364,9 +416,19 @@ class EngineManager:
     def pids(self) -> list[int]:
         return [p.pid for p in [e.process for e in self.engines] + [self.router_process] if p is not None]
 
+    def set_state(self, state: str, urls: list[str] | None = None) -> None:
+        """Mark engines (all, or those at ``urls``) paused / released / up. The watchdog only checks that a paused or
+        released engine's process lives: it is never restarted for an unanswered probe while it holds no memory."""
+        if state not in ENGINE_STATES:
+            raise ValueError(f"engine state must be one of {ENGINE_STATES}, got {state!r}")
+        for e in self.engines:
+            if urls is None or e.url in urls:
+                e.state, e.failed_probes = state, 0
+
     # ---- faults
     def dead(self) -> list[Engine]:
-        """Engines whose process exited or whose /health does not answer."""
+        """Engines whose process exited, or (while up) whose ``/health`` failed ``health_failures`` probes in a row.
+        ``/health`` does not generate (SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION=0): it proves the HTTP server lives."""
         out = []
         for e in self.engines:
             if e.dropped or e.process is None:
@@ -374,15 +436,20 @@ class EngineManager:
             if not e.process.alive():
                 out.append(e)
                 continue
+            if e.state != "up":
+                continue
             try:
-                if httpx.get(f"{e.url}/health", timeout=5, trust_env=False).status_code != 200:
-                    out.append(e)
+                ok = httpx.get(f"{e.url}/health", timeout=self.cfg.health_probe_timeout_s, trust_env=False).status_code == 200
             except httpx.HTTPError:
+                ok = False
+            e.failed_probes = 0 if ok else e.failed_probes + 1
+            if e.failed_probes >= self.cfg.health_failures:
                 out.append(e)
         return out
 
     def recover(self) -> list[str]:
-        """Restart (or drop) every dead engine; returns one log line per action (also kept in ``events``)."""
+        """Restart (or drop) every dead engine and restart a dead router; returns one log line per action (also kept
+        in ``events``)."""
         with self._recover_lock:
             actions = self._recover()
         self.events += actions
@@ -390,6 +457,13 @@ class EngineManager:
 
     def _recover(self) -> list[str]:
         actions = []
+        if self.router_process is not None and not self.router_process.alive():
+            code = self.router_process.exit_code()
+            self.router_process.stop(self.cfg.stop_timeout_s)
+            self._start_router()
+            actions.append(f"router ({self.router_url}) died (exit {code}); restarted with "
+                           f"{len(self.engine_urls)} engine(s) registered")
+            log.warning(actions[-1])
         for e in self.dead():
             code = e.process.exit_code() if e.process else None
             if self.router:
@@ -418,7 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Start rollout engines (SGLang or torch) behind sglang-router; Ctrl-C stops all.",
                                 epilog="Arguments after '--' are passed to every sglang.launch_server unchanged.")
     p.add_argument("--model-path", required=True, help="HF checkpoint (slime: --hf-checkpoint)")
-    p.add_argument("--backend", choices=BACKENDS, default="sglang")
+    p.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto",
+                   help="auto: SGLang where it can run (GPU, or CPU with scripts/setup_sglang_cpu.sh), else the torch engine")
     p.add_argument("--num-engines", type=int, default=1)
     p.add_argument("--rollout-num-gpus-per-engine", type=int, default=1, help="GPUs per engine = SGLang tp size")
     p.add_argument("--sglang-mem-fraction-static", type=float, default=None)
@@ -427,11 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--base-port", type=int, default=0, help="engine i listens on base+i (default: free ports)")
     p.add_argument("--base-gpu-id", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="torch backend: cpu or cuda")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--dtype", default=None, help="SGLang --dtype (CPU default float32)")
+    p.add_argument("--sglang-python", default=None,
+                   help="interpreter with SGLang (default: $LONGTRACE_SGLANG_PYTHON, .sglang-cpu/venv, or this one)")
     p.add_argument("--torch-threads", type=int, default=None)
     p.add_argument("--max-running-requests", type=int, default=None, help="torch backend")
     p.add_argument("--router-port", type=int, default=0)
-    p.add_argument("--router-policy", default="round_robin")
+    p.add_argument("--router-policy", choices=ROUTER_POLICIES, default="round_robin")
     p.add_argument("--no-router", action="store_true")
     p.add_argument("--health-timeout", type=float, default=600.0)
     p.add_argument("--log-dir", default=None, help="engine and router logs (default: discarded)")
@@ -439,12 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a: argparse.Namespace, extra: list[str]) -> EngineConfig:
+    device = a.device or default_device()
+    backend, note = resolve_backend(a.backend, device, a.sglang_python)
+    if note:
+        print(f"longtrace engine launch: {note}", file=sys.stderr)
     return EngineConfig(
-        model_path=a.model_path, backend=a.backend, num_engines=a.num_engines, gpus_per_engine=a.rollout_num_gpus_per_engine,
+        model_path=a.model_path, backend=backend, num_engines=a.num_engines, gpus_per_engine=a.rollout_num_gpus_per_engine,
         mem_fraction_static=a.sglang_mem_fraction_static, context_length=a.sglang_context_length, host=a.host,
         base_port=a.base_port, base_gpu_id=a.base_gpu_id, enable_memory_saver=a.colocate, extra_args=extra,
-        device=a.device, torch_threads=a.torch_threads, max_running_requests=a.max_running_requests,
-        health_timeout_s=a.health_timeout, log_dir=a.log_dir,
+        device=device, dtype=a.dtype, python=a.sglang_python, torch_threads=a.torch_threads,
+        max_running_requests=a.max_running_requests, health_timeout_s=a.health_timeout, log_dir=a.log_dir,
         router=None if a.no_router else RouterConfig(host=a.host, port=a.router_port, policy=a.router_policy),
     )
 

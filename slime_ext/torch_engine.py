@@ -2,17 +2,20 @@
 
     longtrace engine serve --model-path DIR [--host 127.0.0.1 --port 30000 --device cpu --max-running-requests 64]
 
-It is the rollout engine of CI and the quickstart, behind the real sglang-router, so the rollout client, the
-router, the engine lifecycle and weight sync run for real where SGLang cannot (SGLang has no CPU build on PyPI).
-Routes and JSON shapes follow SGLang (see ``slime_ext/versions.py`` for the pinned release and
-docs/rollout.md for the full list):
+The fallback engine: where SGLang cannot run (a CPU without AVX-512, or no sgl_kernel CPU build: see
+``sglang_env.py``), ``--rollout-backend auto`` uses it so that the quickstart and the loop still run. Everything
+else, CI included, runs real SGLang; the tests hold this engine to the behaviour measured on SGLang 0.5.23
+(weight-update sessions, the weight-update group's rendezvous, pause modes and flushes). Routes and JSON shapes
+follow SGLang (see ``slime_ext/versions.py`` for the pinned release and docs/rollout.md for the full list):
 
-  GET  /health /health_generate /get_model_info /model_info /get_server_info /server_info /v1/models
+  GET  /health /health_generate /get_model_info /model_info /get_server_info /server_info /v1/models /v1/loads
   POST /generate                   input_ids (one or a batch) or text, sampling_params, return_logprob, rid
   POST /abort_request              {"rid": ...} or {"abort_all": true}: the request ends with finish_reason abort
-  POST /flush_cache                400 while requests run (SGLang's rule), else 200
-  POST /pause_generation /continue_generation
+  POST /flush_cache                400 while requests run (SGLang's rule; requests held by a retract/abort pause
+                                   do not count), else 200
+  POST /pause_generation /continue_generation   modes abort | retract | in_place
   POST /update_weights_from_disk   {"model_path", "weight_version"}: HF safetensors, loaded between decode steps
+  POST /begin_weight_update /end_weight_update   the session the two routes below must run in (else 400)
   POST /init_weights_update_group /update_weights_from_distributed /destroy_weights_update_group  (gloo on CPU)
   POST /update_weights_from_tensor {"serialized_named_tensors": [base64], "load_format": "flattened_bucket"}
   POST /release_memory_occupation /resume_memory_occupation  {"tags": ["weights", "kv_cache"]}
@@ -47,7 +50,7 @@ from typing import Any
 from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 
-from .weight_sync import broadcast_from_rank0, deserialize_tensors, unflatten_bucket
+from .weight_sync import deserialize_tensors, init_weight_update_group, unflatten_bucket
 
 log = logging.getLogger("longtrace.engine")
 
@@ -183,6 +186,8 @@ class EngineState:
         self.lock = threading.RLock()  # held for each step and for every weight/memory change
         self.wakeup = threading.Event()
         self.paused = False
+        self.pause_mode = "abort"
+        self.update_session = False  # between /begin_weight_update and /end_weight_update
         self.released: set[str] = set()
         self.groups: dict[str, Any] = {}  # weight-update process groups by name
         self.stopping = False
@@ -294,9 +299,11 @@ class EngineState:
             self.waiting.put(req)
 
     def _prefill(self, req: Request) -> None:
+        """KV cache over the prompt and the tokens generated so far (after a weight update: recomputed, as SGLang
+        recomputes a retracted request's KV)."""
         from transformers import DynamicCache
 
-        ids = self.torch.tensor([req.input_ids], device=self.device)
+        ids = self.torch.tensor([req.input_ids + req.output_ids], device=self.device)
         cache = DynamicCache(config=self.model.config)
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
         req.kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
@@ -451,6 +458,8 @@ class EngineState:
             for name, t in tensors.items():
                 if name in params:
                     params[name].copy_(t.to(device=params[name].device, dtype=params[name].dtype))
+            for req in self.running:  # their KV came from the old weights
+                self._prefill(req)
 
     def load_from_disk(self, model_path: str) -> int:
         from safetensors.torch import load_file
@@ -572,9 +581,10 @@ def build_app(state: EngineState, served_model_name: str | None = None):
     async def models():
         return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "longtrace", "root": name}]}
 
-    @app.get("/get_load")
-    async def get_load():
-        return [{"dp_rank": 0, "num_reqs": state.num_requests(), "num_waiting_reqs": state.waiting.qsize()}]
+    @app.get("/v1/loads")
+    async def loads():  # the fields of SGLang's /v1/loads that this engine can tell
+        return {"version": "longtrace-torch-engine", "loads": [{
+            "dp_rank": 0, "num_running_reqs": len(state.running), "num_waiting_reqs": state.waiting.qsize()}]}
 
     @app.api_route("/generate", methods=["POST", "PUT"])
     async def generate(request: HttpRequest):
@@ -622,7 +632,8 @@ def build_app(state: EngineState, served_model_name: str | None = None):
 
     @app.api_route("/flush_cache", methods=["GET", "POST"])
     async def flush_cache():
-        if state.num_requests():
+        held = state.paused and state.pause_mode != "in_place"  # SGLang: retracted requests wait, they do not run
+        if state.num_requests() and not held:
             return Response("Flush cache failed: requests are running or waiting.\n", status_code=400)
         return Response("Cache flushed.\n", status_code=200)
 
@@ -632,7 +643,7 @@ def build_app(state: EngineState, served_model_name: str | None = None):
         if mode not in ("abort", "retract", "in_place"):
             raise BadRequest(f"unknown pause mode {mode!r}")
         with state.lock:
-            state.paused = True
+            state.paused, state.pause_mode = True, mode
             if mode == "abort":
                 state.abort(abort_all=True, message="Aborted by /pause_generation")
                 state._finish_aborted()
@@ -676,6 +687,25 @@ def build_app(state: EngineState, served_model_name: str | None = None):
         log.info("loaded %d tensors from %s, weight_version=%s", n, path, state.weight_version)
         return ok({"success": True, "message": f"Succeeded to update model weights ({n} tensors).", "num_paused_requests": running})
 
+    def session_refusal(route: str):
+        if state.update_session:
+            return None
+        return ok({"success": False, "message": f"{route} must run between begin_weight_update() and end_weight_update()"}, 400)
+
+    @app.post("/begin_weight_update")
+    async def begin_weight_update():
+        if state.update_session:
+            return ok({"success": False, "message": "a weight-update session is already open; call end_weight_update() first"}, 400)
+        state.update_session = True
+        return ok({"success": True, "message": "Success"})
+
+    @app.post("/end_weight_update")
+    async def end_weight_update():
+        if not state.update_session:
+            return ok({"success": False, "message": "no weight-update session is open; call begin_weight_update() first"}, 400)
+        state.update_session = False
+        return ok({"success": True, "message": "Success"})
+
     @app.post("/init_weights_update_group")
     async def init_weights_update_group(request: HttpRequest):
         data = await body(request)
@@ -688,8 +718,8 @@ def build_app(state: EngineState, served_model_name: str | None = None):
             if backend == "nccl" and state.device.type != "cuda":
                 raise BadRequest("backend nccl needs a GPU engine; use backend gloo on CPU")
             pg = await asyncio.get_running_loop().run_in_executor(
-                None, _new_group, data["master_address"], int(data["master_port"]), int(data["rank_offset"]),
-                int(data["world_size"]), backend)
+                None, init_weight_update_group, backend, data["master_address"], int(data["master_port"]),
+                int(data["world_size"]), int(data["rank_offset"]), group, 300.0)
             state.groups[group] = pg
         except BadRequest as e:
             return ok({"success": False, "message": str(e)}, 400)
@@ -700,8 +730,12 @@ def build_app(state: EngineState, served_model_name: str | None = None):
     @app.post("/destroy_weights_update_group")
     async def destroy_weights_update_group(request: HttpRequest):
         group = (await body(request)).get("group_name", "weight_update_group")
-        if state.groups.pop(group, None) is None:
-            return ok({"success": False, "message": f"no weight update group {group!r}"}, 400)
+        pg = state.groups.pop(group, None)
+        if pg is None:
+            return ok({"success": False, "message": "The group to be destroyed does not exist."}, 400)
+        import torch.distributed as dist
+
+        dist.destroy_process_group(pg)
         return ok({"success": True, "message": f"left {group!r}"})
 
     async def update_named_tensors(endpoint: str, source: str, get_tensors, version):
@@ -721,6 +755,8 @@ def build_app(state: EngineState, served_model_name: str | None = None):
     @app.post("/update_weights_from_distributed")
     async def update_weights_from_distributed(request: HttpRequest):
         data = await body(request)
+        if refusal := session_refusal("update_weights_from_distributed"):
+            return refusal
         torch = state.torch
         group = data.get("group_name", "weight_update_group")
         pg = state.groups.get(group)
@@ -731,11 +767,22 @@ def build_app(state: EngineState, served_model_name: str | None = None):
             return ok({"success": False, "message": "names, dtypes and shapes differ in length"}, 400)
 
         def receive():
+            import torch.distributed as dist
+
+            types = [getattr(torch, str(d).replace("torch.", "")) for d in dtypes]
+            if data.get("load_format") == "flattened_bucket":  # one broadcast of the bucket's bytes
+                sizes = [math.prod(shape) * t.itemsize for shape, t in zip(shapes, types)]
+                flat = torch.empty(sum(sizes), dtype=torch.uint8, device=state.device)
+                dist.broadcast(flat, src=0, group=pg)
+                out, start = {}, 0
+                for name, shape, t, n in zip(names, shapes, types, sizes):
+                    out[name] = flat[start:start + n].view(t).reshape(shape)
+                    start += n
+                return out
             tensors = {}
-            for name, dtype, shape in zip(names, dtypes, shapes):
-                t = torch.empty(shape, dtype=getattr(torch, str(dtype).replace("torch.", "")), device=state.device)
-                broadcast_from_rank0(pg, t)
-                tensors[name] = t
+            for name, t, shape in zip(names, types, shapes):
+                tensors[name] = torch.empty(shape, dtype=t, device=state.device)
+                dist.broadcast(tensors[name], src=0, group=pg)
             return tensors
         return await update_named_tensors("update_weights_from_distributed", f"group {group}", receive,
                                           data.get("weight_version"))
@@ -743,6 +790,8 @@ def build_app(state: EngineState, served_model_name: str | None = None):
     @app.post("/update_weights_from_tensor")
     async def update_weights_from_tensor(request: HttpRequest):
         data = await body(request)
+        if refusal := session_refusal("update_weights_from_tensor"):
+            return refusal
         payloads = data.get("serialized_named_tensors") or []
         if not payloads:
             return ok({"success": False, "message": "serialized_named_tensors is empty"}, 400)
@@ -789,18 +838,6 @@ async def _generate_one(state: EngineState, ids: list[int], raw_params: dict, re
     params = SamplingParams.parse(raw_params, state.vocab_size)
     state.submit(Request(rid=rid, input_ids=ids, params=params, return_logprob=return_logprob, done=done))
     return await fut
-
-
-def _new_group(master_address: str, master_port: int, rank: int, world_size: int, backend: str):
-    """A process group outside torch.distributed's default group (the engine has no other), rank 0 = trainer."""
-    import datetime
-
-    import torch.distributed as dist
-
-    store = dist.TCPStore(master_address, master_port, world_size, is_master=False, timeout=datetime.timedelta(seconds=120))
-    if backend == "gloo":
-        return dist.ProcessGroupGloo(store, rank, world_size, datetime.timedelta(seconds=300))
-    return dist.ProcessGroupNCCL(store, rank, world_size)
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------------------

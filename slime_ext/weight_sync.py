@@ -3,22 +3,32 @@
     sync = WeightSync(engine_urls, WeightSyncConfig(transport="disk", disk_dir="/ckpt/sync"))
     version = await sync.sync(named_tensors)          # HF names -> tensors (an iterable or a dict)
 
-Every sync: version += 1; ``/pause_generation`` (mode in_place: running requests keep their KV cache and resume
-with the new weights) -> ``/flush_cache`` (retried until it succeeds: SGLang refuses while requests run) -> the
-transport -> ``/continue_generation``. The new version travels as SGLang's ``weight_version`` (a string) and comes
-back in every response's ``meta_info.weight_version``.
+Every sync, against SGLang 0.5.23's protocol (``managers/scheduler_components/weight_updater.py``):
 
-Transports (SGLang routes; the torch engine implements all three, gloo instead of NCCL on CPU):
+    /pause_generation {"mode": "retract"}   running requests go back to the queue (their KV is recomputed with the new
+                                            weights); ``in_place`` would keep them running and make every flush fail
+    /flush_cache                            retried until it answers 200 (the engine is idle)
+    disk:        /update_weights_from_disk {"model_path", "weight_version", "flush_cache": false}
+    distributed: /begin_weight_update, per bucket /update_weights_from_distributed while rank 0 broadcasts, /end_weight_update
+    tensor:      /begin_weight_update, per bucket /update_weights_from_tensor, /end_weight_update
+    /continue_generation                    (skipped with ``keep_paused``: the colocated loop resumes the KV cache first)
 
-  disk         the trainer writes HF safetensors to ``<disk_dir>/weight_v<N>/``; engines ``/update_weights_from_disk``
-  distributed  ``/init_weights_update_group`` once (trainer = rank 0, engine ranks from ``rank_offset``), then per
-               bucket ``/update_weights_from_distributed`` {names, dtypes, shapes} while rank 0 broadcasts each tensor
-  tensor       colocated: per bucket one flattened tensor per dtype, pickled with torch's multiprocessing
-               reductions (CUDA IPC handles on GPU, shared memory on CPU), ``/update_weights_from_tensor``
-               {serialized_named_tensors, load_format: "flattened_bucket"}
+SGLang refuses ``update_weights_from_distributed`` / ``_from_tensor`` outside a ``begin/end_weight_update`` session;
+the session is always closed, also when a bucket fails. The version travels as SGLang's ``weight_version`` (a
+string) and comes back in every response's ``meta_info.weight_version``.
 
-Colocated sleep/wake: ``release_memory`` / ``resume_memory`` call ``/release_memory_occupation`` and
-``/resume_memory_occupation`` with tags (``weights``, ``kv_cache``; SGLang also knows ``cuda_graph``).
+Transports:
+  disk         the trainer writes HF safetensors to ``<disk_dir>/weight_v<N>/``
+  distributed  a process group with the engines' ranks (trainer = rank 0, engine i's TP ranks from ``1 + i * tp``),
+               built like SGLang builds its side (``init_weight_update_group``); one broadcast per bucket of one dtype
+               (``load_format: flattened_bucket``). gloo on CPU, NCCL on GPUs.
+  tensor       colocated: per bucket one flattened tensor per dtype, shared, not copied: a CUDA IPC handle on GPU, a
+               shared-memory file on CPU. SGLang wants one payload per engine TP rank, each made by the trainer rank
+               on that rank's GPU (train_actor.py gathers them); one process with ``engine_ranks == 1`` may sync alone.
+
+Colocated sleep/wake (``release_memory`` / ``resume_memory``): pause, flush until idle (SGLang *asserts* idleness and
+the scheduler dies otherwise), then ``/release_memory_occupation {"tags"}``; engines stay paused until
+``resume_memory(..., resume_generation=True)``.
 """
 from __future__ import annotations
 
@@ -28,16 +38,20 @@ import datetime
 import io
 import logging
 import pickle
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from types import SimpleNamespace
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import httpx
 
 log = logging.getLogger("longtrace.weight_sync")
 
 TRANSPORTS = ("disk", "distributed", "tensor")
+PAUSE_MODES = ("retract", "abort", "in_place")
+MEMORY_TAGS = ("weights", "kv_cache", "cuda_graph")  # SGLang's GPU_MEMORY_ALL_TYPES
 
 
 class WeightSyncError(RuntimeError):
@@ -55,9 +69,9 @@ class WeightSyncConfig:
     backend: str = "nccl"  # distributed: nccl on GPUs, gloo on CPU
     group_name: str = "longtrace_weight_update"
     engine_ranks: int = 1  # distributed / tensor: ranks (GPUs) per engine: SGLang's tp size
-    pause_mode: str = "in_place"  # abort | retract | in_place (SGLang's pause modes)
+    pause_mode: str = "retract"  # SGLang's pause modes; in_place makes /flush_cache fail while requests run
     flush_timeout_s: float = 60.0
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0  # any HTTP call, and the weight-update group's collectives
     initial_version: int = 0
 
     def validate(self) -> "WeightSyncConfig":
@@ -69,8 +83,8 @@ class WeightSyncConfig:
             raise ValueError(f"--update-weight-buffer-size must be > 0, got {self.bucket_mb}")
         if self.backend not in ("nccl", "gloo"):
             raise ValueError(f"weight sync backend must be nccl or gloo, got {self.backend!r}")
-        if self.pause_mode not in ("abort", "retract", "in_place"):
-            raise ValueError(f"pause mode must be abort, retract or in_place, got {self.pause_mode!r}")
+        if self.pause_mode not in PAUSE_MODES:
+            raise ValueError(f"pause mode must be one of {', '.join(PAUSE_MODES)}, got {self.pause_mode!r}")
         if self.engine_ranks < 1:
             raise ValueError("engine_ranks must be >= 1")
         return self
@@ -92,83 +106,177 @@ def buckets(named: Iterable[tuple[str, Any]], bucket_bytes: int) -> Iterable[lis
         yield bucket
 
 
-def flatten_bucket(named: Sequence[tuple[str, Any]]) -> Any:
-    """One dtype's tensors as one flat tensor + metadata, laid out like SGLang's ``FlattenedTensorBucket``.
+def by_dtype(bucket: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any]]]:
+    """A bucket split into one list per dtype (a flattened bucket holds one dtype), in first-seen order."""
+    groups: dict[Any, list] = {}
+    for name, t in bucket:
+        groups.setdefault(t.dtype, []).append((name, t.detach().contiguous()))
+    return list(groups.values())
 
-    With SGLang installed (GPU) SGLang's own class is used so its loader accepts the pickle; without it the same
-    layout with dict metadata, which the torch engine reads."""
+
+def flatten_bucket(named: Sequence[tuple[str, Any]]) -> dict:
+    """One dtype's tensors as SGLang's flattened bucket: ``{"flattened_tensor": uint8 bytes, "metadata": [...]}``.
+
+    The layout is SGLang's ``FlattenedTensorBucket`` (``weight_sync/tensor_bucket.py``): each tensor's bytes
+    (``flatten().view(uint8)``) back to back, offsets in bytes. SGLang reads the metadata by attribute
+    (``meta.name``, ``meta.start_idx`` ...); ``types.SimpleNamespace`` is on its unpickler's allow-list, so the trainer
+    does not need SGLang installed to produce an accepted payload."""
     import torch
 
     dtypes = {t.dtype for _, t in named}
     if len(dtypes) != 1:
         raise ValueError(f"a flattened bucket holds one dtype, got {sorted(map(str, dtypes))}")
-    try:
-        from sglang.srt.weight_sync.tensor_bucket import FlattenedTensorBucket  # type: ignore
-
-        b = FlattenedTensorBucket(named_tensors=list(named))
-        return {"flattened_tensor": b.get_flattened_tensor(), "metadata": b.get_metadata()}
-    except ImportError:
-        pass
-    meta, start = [], 0
+    parts, meta, offset = [], [], 0
     for name, t in named:
-        meta.append({"name": name, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""),
-                     "start_idx": start, "end_idx": start + t.numel(), "numel": t.numel()})
-        start += t.numel()
-    flat = torch.cat([t.detach().reshape(-1) for _, t in named])
-    return {"flattened_tensor": flat, "metadata": meta}
+        raw = t.detach().contiguous().reshape(-1).view(torch.uint8)
+        parts.append(raw)
+        meta.append(SimpleNamespace(name=name, shape=t.shape, dtype=t.dtype, start_idx=offset,
+                                    end_idx=offset + raw.numel(), numel=raw.numel()))
+        offset += raw.numel()
+    return {"flattened_tensor": torch.cat(parts), "metadata": meta}
 
 
 def unflatten_bucket(bucket: dict) -> dict:
+    """The inverse of ``flatten_bucket`` (what SGLang's ``reconstruct_tensors`` does): name -> tensor view."""
     flat = bucket["flattened_tensor"]
-    out = {}
-    for m in bucket["metadata"]:
-        m = m if isinstance(m, dict) else vars(m)
-        out[m["name"]] = flat[m["start_idx"]:m["end_idx"]].view(*m["shape"])
-    return out
+    return {m.name: flat[m.start_idx:m.end_idx].view(m.dtype).reshape(m.shape) for m in bucket["metadata"]}
 
 
 def serialize_tensors(obj: Any) -> str:
-    """base64 of a torch multiprocessing pickle: storages are shared (CUDA IPC handle, or a shared-memory file on
-    CPU), not copied. The sender must keep the tensors alive until the engine has answered."""
+    """base64 of a torch multiprocessing pickle, as SGLang's ``MultiprocessingSerializer`` reads it: storages are
+    shared, not copied. The sender must keep the tensors alive until the engine has answered.
+
+    CUDA tensors travel as CUDA IPC handles, with the device named by its UUID (SGLang's
+    ``monkey_patch_torch_reductions``, so that processes that number their GPUs differently agree); that needs SGLang
+    importable in the trainer's environment, as in the GPU image. CPU tensors travel as named shared-memory files
+    (sharing strategy ``file_system``): the default ``file_descriptor`` strategy passes a descriptor through the
+    sender's ``resource_sharer``, which a process not forked from the sender cannot authenticate with (SGLang fails
+    with ``AuthenticationError: digest sent was rejected`` and dies)."""
     from multiprocessing.reduction import ForkingPickler
 
     import torch.multiprocessing as mp  # registers torch's tensor reductions with ForkingPickler
 
-    if mp.get_sharing_strategy() != "file_system":
-        # file_descriptor sharing needs a unix socket between the processes; over HTTP only named files work.
+    if _holds_cuda_tensor(obj):
+        try:
+            from sglang.srt.utils.patch_torch import monkey_patch_torch_reductions  # type: ignore
+        except ImportError as e:
+            raise WeightSyncError("the tensor transport on GPUs needs SGLang importable in the trainer's environment "
+                                  f"(its CUDA IPC device mapping): {e}; use --update-weight-transport distributed") from e
+        monkey_patch_torch_reductions()
+    elif mp.get_sharing_strategy() != "file_system":
         mp.set_sharing_strategy("file_system")
     buf = io.BytesIO()
     ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def broadcast_from_rank0(group: Any, tensor: Any) -> None:
-    """``dist.broadcast`` on a process group object made outside torch.distributed's default group."""
-    import torch.distributed as dist
+def _holds_cuda_tensor(obj: Any) -> bool:
+    import torch
 
-    opts = dist.BroadcastOptions()
-    opts.rootRank = 0
-    group.broadcast([tensor], opts).wait()
+    if isinstance(obj, torch.Tensor):
+        return obj.is_cuda
+    if isinstance(obj, dict):
+        return any(_holds_cuda_tensor(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_holds_cuda_tensor(v) for v in obj)
+    return False
 
 
 def deserialize_tensors(payload: str) -> Any:
-    import torch.multiprocessing  # noqa: F401  (registers the tensor reductions)
+    import torch.multiprocessing  # noqa: F401 (registers the tensor reductions)
 
     return pickle.loads(base64.b64decode(payload))
 
 
+# ---- the weight-update process group ----------------------------------------------------------------------------
+
+def init_weight_update_group(backend: str, master_address: str, master_port: int, world_size: int, rank: int,
+                             group_name: str, timeout_s: float):
+    """Join (rank 0: host) the group SGLang's ranks build in ``init_custom_process_group``: a TCP store at
+    ``master_address:master_port``, every key under ``PrefixStore(group_name)``, and torch's own process-group
+    helper, which adds ``"<group_name>/"`` and a device prefix. A group built on the bare store (as this project did
+    before) never meets SGLang's ranks. Blocks until every rank has joined: call it in a thread."""
+    import torch.distributed as dist
+    from torch.distributed.distributed_c10d import Backend, PrefixStore, _new_process_group_helper, _world
+
+    timeout = datetime.timedelta(seconds=timeout_s)
+    store = dist.TCPStore(master_address, master_port, world_size, is_master=rank == 0, timeout=timeout,
+                          wait_for_workers=False)
+    group, _ = _new_process_group_helper(world_size, rank, [], Backend(backend), PrefixStore(group_name, store),
+                                         group_name=group_name, timeout=timeout)
+    _world.pg_group_ranks[group] = {i: i for i in range(world_size)}
+    return group
+
+
+class Broadcast:
+    """Rank 0's broadcasts of one bucket, in a daemon thread. A gloo broadcast cannot be cancelled: it ends when every
+    rank has received, when a rank leaves the group (``/destroy_weights_update_group`` on the engine) or at the
+    group's timeout. ``abort`` tears the group down (NCCL) and waits a bounded time for the thread."""
+
+    def __init__(self, group: Any, tensors: list[Any]):
+        self.group, self.error, self.done = group, None, threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(tensors,), name="weight-broadcast", daemon=True)
+        self.thread.start()
+
+    def _run(self, tensors: list[Any]) -> None:
+        import torch.distributed as dist
+
+        try:
+            for t in tensors:
+                dist.broadcast(t, src=0, group=self.group)
+        except Exception as e:  # noqa: BLE001 (reported by wait())
+            self.error = e
+        finally:
+            self.done.set()
+
+    async def wait(self) -> None:
+        while not self.done.is_set():
+            await asyncio.sleep(0.005)
+        if self.error is not None:
+            raise WeightSyncError(f"weight broadcast failed: {self.error}")
+
+    def abort(self, wait_s: float = 30.0) -> bool:
+        """True when the thread ended within ``wait_s`` after the group was aborted."""
+        import torch.distributed as dist
+
+        try:
+            if dist.get_backend(self.group) == "nccl":
+                dist.distributed_c10d._abort_process_group(self.group)
+        except Exception as e:  # noqa: BLE001
+            log.warning("aborting the weight-update group: %s", e)
+        return self.done.wait(wait_s)
+
+
 # ---- engine control (thin HTTP wrappers) -------------------------------------------------------------------------
 
+def engine_message(resp: httpx.Response) -> str:
+    """The engine's own words for a refusal: SGLang answers ``{"success": false, "message"}`` or an OpenAI-style
+    ``{"object": "error", "message"}``; FastAPI ``{"detail"}``; else the body text."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text.strip()[:500]
+    if isinstance(data, dict):
+        err = data.get("error")
+        msg = data.get("message") or data.get("detail") or (err.get("message") if isinstance(err, dict) else err)
+        if msg:
+            return str(msg)[:500]
+    return resp.text.strip()[:500]
+
+
 class EngineControl:
-    """The control routes of one engine (SGLang or torch engine)."""
+    """The control routes of one engine (SGLang or the torch engine)."""
 
     def __init__(self, url: str, client: httpx.AsyncClient):
         self.url, self.client = url.rstrip("/"), client
 
-    async def post(self, route: str, body: dict | None = None, ok_statuses=(200,)) -> httpx.Response:
-        resp = await self.client.post(f"{self.url}{route}", json=body or {})
-        if resp.status_code not in ok_statuses:
-            raise WeightSyncError(f"{self.url}{route}: HTTP {resp.status_code}: {resp.text[:300]}")
+    async def post(self, route: str, body: dict | None = None) -> httpx.Response:
+        try:
+            resp = await self.client.post(f"{self.url}{route}", json=body or {})
+        except httpx.HTTPError as e:
+            raise WeightSyncError(f"{self.url}{route}: {type(e).__name__}: {e}") from e
+        if resp.status_code != 200:
+            raise WeightSyncError(f"{self.url}{route}: HTTP {resp.status_code}: {engine_message(resp)}")
         if resp.headers.get("content-type", "").startswith("application/json"):
             data = resp.json()
             if isinstance(data, dict) and data.get("success") is False:
@@ -182,19 +290,44 @@ class EngineControl:
         await self.post("/continue_generation", {})
 
     async def flush_cache(self, timeout_s: float) -> None:
+        """SGLang refuses (400) while requests run; a paused engine in ``retract``/``abort`` mode gets idle at once."""
         deadline = time.monotonic() + timeout_s
         while True:
-            resp = await self.client.post(f"{self.url}/flush_cache")
+            try:
+                resp = await self.client.post(f"{self.url}/flush_cache")
+            except httpx.HTTPError as e:
+                raise WeightSyncError(f"{self.url}/flush_cache: {type(e).__name__}: {e}") from e
             if resp.status_code == 200:
                 return
             if time.monotonic() > deadline:
-                raise WeightSyncError(f"{self.url}/flush_cache kept failing for {timeout_s:g} s: {resp.text[:200]}")
+                raise WeightSyncError(f"{self.url}/flush_cache kept failing for {timeout_s:g} s: {engine_message(resp)}")
             await asyncio.sleep(0.2)
 
+    async def begin_update(self) -> None:
+        await self.post("/begin_weight_update", {})
+
+    async def end_update(self) -> None:
+        await self.post("/end_weight_update", {})
+
+    async def release_memory(self, tags: Sequence[str]) -> None:
+        await self.post("/release_memory_occupation", {"tags": list(tags)})
+
+    async def resume_memory(self, tags: Sequence[str]) -> None:
+        await self.post("/resume_memory_occupation", {"tags": list(tags)})
+
     async def model_info(self) -> dict:
-        resp = await self.client.get(f"{self.url}/get_model_info")
+        resp = await self.client.get(f"{self.url}/model_info")
         resp.raise_for_status()
         return resp.json()
+
+
+async def gather_all(calls: Iterable[Awaitable]) -> list:
+    """Run every call to the end; raise the first failure (after all finished, so none is left half-done)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
 
 
 # ---- the interface ---------------------------------------------------------------------------------------------------
@@ -221,46 +354,75 @@ class WeightSync:
     def engines(self) -> list[EngineControl]:
         return [EngineControl(u, self.client()) for u in self._urls()]
 
-    async def sync(self, named_tensors: Iterable[tuple[str, Any]] | dict) -> int:
+    async def sync(self, named_tensors: Iterable[tuple[str, Any]] | dict, keep_paused: bool = False) -> int:
+        """Every engine gets ``named_tensors``; returns the new version. On failure the version is unchanged, the
+        engines' update sessions are closed and generation continues (unless ``keep_paused``)."""
         named = list(named_tensors.items() if isinstance(named_tensors, dict) else named_tensors)
+        transport = self.cfg.transport
+        if transport == "tensor" and self.cfg.engine_ranks > 1:
+            raise WeightSyncError("the tensor transport needs one payload per engine TP rank, each made on that rank's "
+                                  "GPU: sync from the trainer ranks (train_actor.py), not from one process")
+
+        async def send(engines, version):
+            if transport == "disk":
+                path = await asyncio.to_thread(self.write_checkpoint, named, version)
+                await self._load_from_disk(engines, path, version)
+            elif transport == "distributed":
+                await self._in_session(engines, self._distributed(engines, named, version))
+            else:
+                await self._in_session(engines, self._tensor(engines, named, version))
+        return await self._sync(send, sum(t.numel() * t.element_size() for _, t in named), len(named), keep_paused)
+
+    async def sync_from_path(self, path: str, keep_paused: bool = False) -> int:
+        """Disk transport with a checkpoint the trainer already wrote (its HF export)."""
+        async def send(engines, version):
+            await self._load_from_disk(engines, str(path), version)
+        return await self._sync(send, 0, 0, keep_paused)
+
+    async def _sync(self, send, nbytes: int, ntensors: int, keep_paused: bool) -> int:
         engines = self.engines()
         if not engines:
             raise WeightSyncError("no engines to sync")
         version = self.version + 1
         start = time.perf_counter()
-        await asyncio.gather(*(e.pause(self.cfg.pause_mode) for e in engines))
+        await self.open(engines)
         try:
-            await asyncio.gather(*(e.flush_cache(self.cfg.flush_timeout_s) for e in engines))
-            if self.cfg.transport == "disk":
-                path = await asyncio.to_thread(self.write_checkpoint, named, version)
-                await self._load_from_disk(engines, path, version)
-            elif self.cfg.transport == "distributed":
-                await self._distributed(engines, named, version)
-            else:
-                await self._tensor(engines, named, version)
+            await send(engines, version)
         finally:
-            await asyncio.gather(*(e.resume_generation() for e in engines), return_exceptions=True)
+            if not keep_paused:
+                await gather_all(e.resume_generation() for e in engines)
         self.version = version
-        nbytes = sum(t.numel() * t.element_size() for _, t in named)
         seconds = time.perf_counter() - start
         self.history.append({"version": version, "seconds": seconds, "bytes": nbytes, "engines": len(engines)})
         log.info("weight sync v%d via %s: %d tensors, %.1f MB to %d engine(s) in %.2f s", version, self.cfg.transport,
-                 len(named), nbytes / 1e6, len(engines), seconds)
+                 ntensors, nbytes / 1e6, len(engines), seconds)
         return version
 
-    async def sync_from_path(self, path: str) -> int:
-        """Disk transport with a checkpoint the trainer already wrote (e.g. its HF export)."""
-        engines = self.engines()
-        version = self.version + 1
-        await asyncio.gather(*(e.pause(self.cfg.pause_mode) for e in engines))
+    async def open(self, engines: list[EngineControl]) -> None:
+        """Pause (``pause_mode``) and flush every engine; on failure the paused ones continue."""
         try:
-            await asyncio.gather(*(e.flush_cache(self.cfg.flush_timeout_s) for e in engines))
-            await self._load_from_disk(engines, str(path), version)
-        finally:
+            await gather_all(e.pause(self.cfg.pause_mode) for e in engines)
+            await gather_all(e.flush_cache(self.cfg.flush_timeout_s) for e in engines)
+        except BaseException:
             await asyncio.gather(*(e.resume_generation() for e in engines), return_exceptions=True)
-        self.version = version
-        log.info("weight sync v%d from %s to %d engine(s)", version, path, len(engines))
-        return version
+            raise
+
+    async def _in_session(self, engines: list[EngineControl], work: Awaitable) -> None:
+        """``work`` inside a weight-update session on every engine; sessions are always closed."""
+        begun: list[EngineControl] = []
+
+        async def begin(e):
+            await e.begin_update()
+            begun.append(e)
+        try:
+            await gather_all(begin(e) for e in engines)
+            await work
+        except BaseException:
+            if asyncio.iscoroutine(work):
+                work.close()
+            await asyncio.gather(*(e.end_update() for e in begun), return_exceptions=True)
+            raise
+        await gather_all(e.end_update() for e in begun)
 
     # -- disk
     def write_checkpoint(self, named: list[tuple[str, Any]], version: int) -> str:
@@ -280,21 +442,18 @@ class WeightSync:
                     shutil.copy2(f, tmp / f.name)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)  # engines never see a half-written checkpoint
-        old = sorted((p for p in root.glob("weight_v*") if p.name[8:].isdigit()), key=lambda p: int(p.name[8:]))
-        for p in old[: max(0, len(old) - self.cfg.keep_last)]:
-            shutil.rmtree(p, ignore_errors=True)
+        prune_weight_dirs(root, self.cfg.keep_last)
         return str(out)
 
     async def _load_from_disk(self, engines: list[EngineControl], path: str, version: int) -> None:
-        body = {"model_path": path, "weight_version": str(version), "flush_cache": True}
-        await asyncio.gather(*(e.post("/update_weights_from_disk", body) for e in engines))
+        # the cache was flushed while paused; a second flush here would fail with retracted requests waiting
+        body = {"model_path": path, "weight_version": str(version), "flush_cache": False}
+        await gather_all(e.post("/update_weights_from_disk", body) for e in engines)
 
     # -- distributed
     async def init_group(self, engines: list[EngineControl]) -> None:
         """Create the broadcast group: rank 0 here, engine i's ranks from 1 + i * engine_ranks."""
         import socket
-
-        import torch.distributed as dist
 
         port = self.cfg.master_port
         if not port:
@@ -302,86 +461,147 @@ class WeightSync:
                 s.bind((self.cfg.master_address, 0))
                 port = s.getsockname()[1]
         world = 1 + len(engines) * self.cfg.engine_ranks
-        store = dist.TCPStore(self.cfg.master_address, port, world, is_master=True, wait_for_workers=False,
-                              timeout=datetime.timedelta(seconds=self.cfg.timeout_s))
+        holder: dict = {}
 
-        def make_group():
-            if self.cfg.backend == "gloo":
-                return dist.ProcessGroupGloo(store, 0, world, datetime.timedelta(seconds=self.cfg.timeout_s))
-            return dist.ProcessGroupNCCL(store, 0, world)
-        group_task = asyncio.create_task(asyncio.to_thread(make_group))
-        joins = [
-            e.post("/init_weights_update_group", {
-                "master_address": self.cfg.master_address, "master_port": port, "rank_offset": 1 + i * self.cfg.engine_ranks,
-                "world_size": world, "group_name": self.cfg.group_name, "backend": self.cfg.backend,
-            }) for i, e in enumerate(engines)
-        ]
-        results = await asyncio.gather(*joins, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, Exception)]
-        if errors:
-            group_task.cancel()
+        def join():
+            try:
+                holder["group"] = init_weight_update_group(self.cfg.backend, self.cfg.master_address, port, world, 0,
+                                                           self.cfg.group_name, self.cfg.timeout_s)
+            except Exception as e:  # noqa: BLE001
+                holder["error"] = e
+        joining = threading.Thread(target=join, name="weight-group-join", daemon=True)
+        joining.start()
+        body = {"master_address": self.cfg.master_address, "master_port": port, "world_size": world,
+                "group_name": self.cfg.group_name, "backend": self.cfg.backend}
+        results = await asyncio.gather(*(e.post("/init_weights_update_group", {**body, "rank_offset": 1 + i * self.cfg.engine_ranks})
+                                         for i, e in enumerate(engines)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:  # the joining thread stays blocked until the store timeout; it is a daemon and owns nothing
+            ok = [e for e, r in zip(engines, results) if not isinstance(r, BaseException)]
+            await self._destroy_on(ok)
             raise WeightSyncError(f"init_weights_update_group failed: {errors[0]}")
-        self._group, self._store = await group_task, store
+        await asyncio.to_thread(joining.join, self.cfg.timeout_s)
+        if "group" not in holder:
+            raise WeightSyncError(f"weight-update group {self.cfg.group_name}: {holder.get('error', 'join timed out')}")
+        self._group = holder["group"]
         self._group_urls = [e.url for e in engines]
         log.info("weight update group %s: world %d (%s) on %s:%d", self.cfg.group_name, world, self.cfg.backend,
                  self.cfg.master_address, port)
 
     async def _distributed(self, engines: list[EngineControl], named: list[tuple[str, Any]], version: int) -> None:
         if self._group is None or self._group_urls != [e.url for e in engines]:
-            if self._group is not None:  # engines changed (restart): the old group is unusable
+            if self._group is not None:  # engines changed: the old group is unusable
                 await self.destroy_group()
             await self.init_group(engines)
         for bucket in buckets(named, int(self.cfg.bucket_mb * 2**20)):
-            body = {
-                "names": [n for n, _ in bucket], "dtypes": [str(t.dtype).replace("torch.", "") for _, t in bucket],
-                "shapes": [list(t.shape) for _, t in bucket], "group_name": self.cfg.group_name,
-                "weight_version": str(version), "flush_cache": False,
-            }
+            for group in by_dtype(bucket):
+                flat = flatten_bucket(group)["flattened_tensor"]
+                body = {"names": [n for n, _ in group], "dtypes": [str(t.dtype).replace("torch.", "") for _, t in group],
+                        "shapes": [list(t.shape) for _, t in group], "group_name": self.cfg.group_name,
+                        "load_format": "flattened_bucket", "weight_version": str(version), "flush_cache": False}
+                await self._broadcast_bucket(engines, body, [flat])
 
-            def broadcast(bucket=bucket):
-                for _, t in bucket:
-                    broadcast_from_rank0(self._group, t.detach().contiguous())
-            sending = asyncio.create_task(asyncio.to_thread(broadcast))
-            await asyncio.gather(*(e.post("/update_weights_from_distributed", body) for e in engines), sending)
+    async def _broadcast_bucket(self, engines: list[EngineControl], body: dict, tensors: list[Any]) -> None:
+        """Post the bucket to every engine while rank 0 broadcasts it. An engine that refuses never receives, which
+        would leave the broadcast (and the trainer) blocked: the group is torn down on the engines, which ends the
+        broadcast, and the error names the engine."""
+        sending = Broadcast(self._group, tensors)
+        posts = [asyncio.ensure_future(e.post("/update_weights_from_distributed", body)) for e in engines]
+        results = await asyncio.gather(*posts, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if not errors:
+            await sending.wait()
+            return
+        group, self._group = self._group, None
+        await self._destroy_on(engines)
+        if not sending.abort(wait_s=30.0):
+            log.error("the weight broadcast thread is still blocked after the group was torn down; it ends at the "
+                      "group timeout (%g s)", self.cfg.timeout_s)
+        self._destroy_local(group)
+        raise WeightSyncError(f"update_weights_from_distributed refused: {errors[0]} (the weight-update group was torn "
+                              "down; the next sync builds a new one)")
 
-    async def destroy_group(self) -> None:
-        engines = [EngineControl(u, self.client()) for u in self._group_urls]
+    async def _destroy_on(self, engines: list[EngineControl]) -> None:
         await asyncio.gather(*(e.post("/destroy_weights_update_group", {"group_name": self.cfg.group_name})
                                for e in engines), return_exceptions=True)
-        self._group, self._group_urls = None, []
+        self._group_urls = []
 
-    # -- tensor (colocated)
+    @staticmethod
+    def _destroy_local(group: Any) -> None:
+        import torch.distributed as dist
+
+        try:
+            dist.destroy_process_group(group)
+        except Exception as e:  # noqa: BLE001 (a broken group may refuse; it is dropped either way)
+            log.debug("destroying the local weight-update group: %s", e)
+
+    async def destroy_group(self) -> None:
+        if self._group is None:
+            return
+        group, self._group = self._group, None
+        await self._destroy_on([EngineControl(u, self.client()) for u in self._group_urls])
+        self._destroy_local(group)
+
+    # -- tensor (colocated, one producer)
     async def _tensor(self, engines: list[EngineControl], named: list[tuple[str, Any]], version: int) -> None:
         for bucket in buckets(named, int(self.cfg.bucket_mb * 2**20)):
-            by_dtype: dict[Any, list] = {}
-            for name, t in bucket:
-                by_dtype.setdefault(t.dtype, []).append((name, t.detach().contiguous()))
-            for group in by_dtype.values():
+            for group in by_dtype(bucket):
                 flat = flatten_bucket(group)
-                payload = serialize_tensors(flat)
-                body = {"serialized_named_tensors": [payload] * self.cfg.engine_ranks, "load_format": "flattened_bucket",
-                        "flush_cache": False, "weight_version": str(version)}
-                # `flat` stays referenced until every engine answered: SGLang copies from the shared storage.
-                await asyncio.gather(*(e.post("/update_weights_from_tensor", body) for e in engines))
+                # `flat` stays referenced until every engine answered: SGLang copies from the shared storage
+                await gather_all(post_tensor_bucket(e, [serialize_tensors(flat)], version) for e in engines)
                 del flat
 
     # -- colocated sleep / wake
-    async def release_memory(self, tags: Sequence[str] = ("weights", "kv_cache")) -> None:
-        engines = self.engines()
-        await asyncio.gather(*(e.flush_cache(self.cfg.flush_timeout_s) for e in engines))
-        await asyncio.gather(*(e.post("/release_memory_occupation", {"tags": list(tags)}) for e in engines))
-        log.info("released %s on %d engine(s)", ",".join(tags), len(engines))
+    async def release_memory(self, tags: Sequence[str] = MEMORY_TAGS) -> None:
+        await release_memory(self.engines(), tags, self.cfg.flush_timeout_s)
 
-    async def resume_memory(self, tags: Sequence[str] = ("weights", "kv_cache")) -> None:
-        engines = self.engines()
-        await asyncio.gather(*(e.post("/resume_memory_occupation", {"tags": list(tags)}) for e in engines))
-        log.info("resumed %s on %d engine(s)", ",".join(tags), len(engines))
+    async def resume_memory(self, tags: Sequence[str] = MEMORY_TAGS, resume_generation: bool = True) -> None:
+        await resume_memory(self.engines(), tags, resume_generation)
 
     async def engine_versions(self) -> dict[str, str]:
-        infos = await asyncio.gather(*(e.model_info() for e in self.engines()))
-        return {e.url: str(i.get("weight_version")) for e, i in zip(self.engines(), infos)}
+        engines = self.engines()
+        infos = await gather_all(e.model_info() for e in engines)
+        return {e.url: str(i.get("weight_version")) for e, i in zip(engines, infos)}
 
     async def aclose(self) -> None:
+        if self._group is not None:
+            try:
+                await self.destroy_group()
+            except Exception as e:  # noqa: BLE001
+                log.warning("destroying the weight-update group: %s", e)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+async def post_tensor_bucket(engine: EngineControl, payloads: list[str], version: int) -> None:
+    """One flattened bucket to one engine: ``payloads[k]`` is for the engine's TP rank k."""
+    await engine.post("/update_weights_from_tensor", {
+        "serialized_named_tensors": payloads, "load_format": "flattened_bucket", "flush_cache": False,
+        "weight_version": str(version)})
+
+
+async def release_memory(engines: list[EngineControl], tags: Sequence[str], flush_timeout_s: float = 60.0) -> None:
+    """Free the engines' memory (colocated training). SGLang asserts the scheduler is idle and dies otherwise, so:
+    pause (``retract``: running requests go back to the queue), flush until idle, then release. The engines stay
+    paused until ``resume_memory(..., resume_generation=True)``."""
+    await gather_all(e.pause("retract") for e in engines)
+    await gather_all(e.flush_cache(flush_timeout_s) for e in engines)
+    await gather_all(e.release_memory(tags) for e in engines)
+    log.info("released %s on %d engine(s)", ",".join(tags), len(engines))
+
+
+async def resume_memory(engines: list[EngineControl], tags: Sequence[str], resume_generation: bool) -> None:
+    await gather_all(e.resume_memory(tags) for e in engines)
+    if resume_generation:
+        await gather_all(e.resume_generation() for e in engines)
+    log.info("resumed %s on %d engine(s)%s", ",".join(tags), len(engines), "" if resume_generation else " (still paused)")
+
+
+def prune_weight_dirs(root: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` ``weight_v<N>`` directories under ``root``."""
+    import shutil
+
+    old = sorted((p for p in Path(root).glob("weight_v*") if p.name[8:].isdigit()), key=lambda p: int(p.name[8:]))
+    for p in old[: max(0, len(old) - keep)]:
+        shutil.rmtree(p, ignore_errors=True)

@@ -81,3 +81,62 @@ def family_checkpoint(tmp_path_factory):
         return built[kind]
 
     return get
+
+
+# ---- real SGLang (its CPU backend; scripts/setup_sglang_cpu.sh) ----------------------------------------------------
+
+def require_sglang() -> str:
+    """The interpreter of the SGLang environment, or a skip naming why SGLang cannot run here."""
+    from slime_ext.sglang_env import sglang_python, sglang_unavailable
+
+    why = sglang_unavailable("cpu")
+    if why:
+        pytest.skip(f"real SGLang unavailable: {why}")
+    return sglang_python("cpu")
+
+
+@pytest.fixture(scope="session")
+def sglang_model(tmp_path_factory):
+    """The tiny Qwen3 the SGLang tests serve (peaked distributions: greedy choices are not near-ties)."""
+    from .helpers import sharpened_tiny_model
+
+    return sharpened_tiny_model(tmp_path_factory.mktemp("sglang-model"))
+
+
+@pytest.fixture(scope="session")
+def sglang_session(sglang_model, tmp_path_factory):
+    """One real SGLang 0.5.23 server for the whole session, started by the project's own EngineManager (no router)."""
+    from .helpers import TestEngine
+
+    require_sglang()
+    engine = TestEngine("sglang", sglang_model, tmp_path_factory.mktemp("sglang-logs"))
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def torch_engine_session(sglang_model, tmp_path_factory):
+    """The torch fallback engine on the same model, for the tests that hold it to SGLang's measured behaviour."""
+    from .helpers import TestEngine
+
+    engine = TestEngine("torch", sglang_model, tmp_path_factory.mktemp("torch-engine-logs"))
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture
+def sglang(sglang_session):
+    """The session's SGLang server, put back afterwards: original weights (version "default"), generating, no open
+    weight-update session or group, empty cache; restarted if the test killed it."""
+    sglang_session.ensure_running()
+    yield sglang_session
+    sglang_session.reset()
+
+
+@pytest.fixture(params=["sglang", "torch"])
+def engine(request):
+    """Each test runs against real SGLang and against the torch fallback engine (which must behave the same)."""
+    session = request.getfixturevalue("sglang_session" if request.param == "sglang" else "torch_engine_session")
+    session.ensure_running()
+    yield session
+    session.reset()

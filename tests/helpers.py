@@ -343,3 +343,75 @@ def build_family_checkpoint(kind: str, out_dir: Path) -> Path:
                 tensors[f"{prefix}{e}.down_proj.weight"] = down[e].contiguous()
         save_file(tensors, str(path), metadata={"format": "pt"})
     return out_dir
+
+
+class TestEngine:
+    """One engine (real SGLang on its CPU backend, or the torch fallback engine) started through the project's
+    EngineManager and shared by a test session. ``url`` is the engine; ``reset()`` undoes what a test may have
+    changed; ``ensure_running()`` restarts it after a test that killed it."""
+
+    def __init__(self, backend: str, model_path, log_dir, **overrides):
+        from slime_ext.sglang_engine import EngineConfig, EngineManager
+
+        self.backend, self.model_path = backend, str(model_path)
+        self.cfg = EngineConfig(model_path=self.model_path, backend=backend, device="cpu", num_engines=1, router=None,
+                                torch_threads=1, log_dir=str(log_dir), health_timeout_s=300, **overrides)
+        self.manager = EngineManager(self.cfg)
+        self.manager.start()
+
+    def __repr__(self) -> str:
+        return f"{self.backend} engine at {self.url}"
+
+    @property
+    def url(self) -> str:
+        return self.manager.engines[0].url
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.manager.engines[0].process.tail(n)
+
+    def ensure_running(self) -> None:
+        if self.manager.dead():
+            self.manager.recover()
+
+    def reset(self) -> None:
+        self.ensure_running()
+        post = lambda route, body=None: httpx.post(f"{self.url}{route}", json=body or {}, timeout=60)  # noqa: E731
+        post("/continue_generation")
+        post("/abort_request", {"abort_all": True})
+        post("/end_weight_update")  # refused when no session is open: fine
+        post("/destroy_weights_update_group", {"group_name": "longtrace_weight_update"})
+        r = post("/update_weights_from_disk", {"model_path": self.model_path, "weight_version": "default",
+                                               "flush_cache": False})
+        assert r.status_code == 200, f"could not restore the engine's weights: {r.text}"
+        deadline = time.monotonic() + 60
+        while post("/flush_cache").status_code != 200:
+            assert time.monotonic() < deadline, "the engine did not get idle after the test"
+            time.sleep(0.2)
+        self.manager.set_state("up")
+
+    def generate(self, input_ids, n: int = 8, temperature: float = 0.0, **extra) -> dict:
+        body = {"input_ids": list(input_ids), "return_logprob": True,
+                "sampling_params": {"max_new_tokens": n, "temperature": temperature, **extra.pop("sampling", {})}, **extra}
+        r = httpx.post(f"{self.url}/generate", json=body, timeout=120)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def running(self) -> int:
+        r = httpx.get(f"{self.url}/v1/loads", timeout=10)
+        return r.json()["loads"][0]["num_running_reqs"]
+
+    def start_long_request(self, n: int = 20000, prompt=(1, 17, 42, 99, 7, 8)) -> tuple[threading.Thread, dict]:
+        """A sampled request of ``n`` tokens (no stop) in a thread, returned once the engine is decoding it; its
+        answer lands in ``result["out"]``."""
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.update(
+            out=self.generate(list(prompt), n, temperature=1.0, sampling={"ignore_eos": True})), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while self.running() == 0:
+            assert thread.is_alive() and time.monotonic() < deadline, f"the request never ran: {result}"
+            time.sleep(0.02)
+        return thread, result
+
+    def stop(self) -> None:
+        self.manager.stop()

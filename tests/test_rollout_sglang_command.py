@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from slime_ext.router import RouterConfig, router_command
-from slime_ext.sglang_engine import EngineConfig, sglang_command, torch_engine_command
+from slime_ext.sglang_engine import EngineConfig, engine_env, sglang_command, torch_engine_command
 
 
 def flag(cmd, name):
@@ -12,24 +12,40 @@ def flag(cmd, name):
 
 
 def test_sglang_command_has_the_managed_flags_and_passes_extras_through():
-    cfg = EngineConfig(model_path="/ckpt/Qwen3-4B", gpus_per_engine=4, mem_fraction_static=0.7, context_length=161000,
-                       base_gpu_id=8, extra_args=["--attention-backend", "fa3", "--kv-cache-dtype=fp8_e4m3"])
+    cfg = EngineConfig(model_path="/ckpt/Qwen3-4B", device="cuda", gpus_per_engine=4, mem_fraction_static=0.7,
+                       context_length=161000, base_gpu_id=8, python="/opt/py/bin/python",
+                       extra_args=["--attention-backend", "fa3", "--kv-cache-dtype=fp8_e4m3"])
     cmd = sglang_command(cfg, index=1, port=15001, nccl_port=15002)
-    assert cmd[:3] == [sys.executable, "-m", "sglang.launch_server"]
+    assert cmd[:3] == ["/opt/py/bin/python", "-m", "sglang.launch_server"]
     assert flag(cmd, "--model-path") == "/ckpt/Qwen3-4B" and flag(cmd, "--tp-size") == "4"
     assert flag(cmd, "--host") == "127.0.0.1"  # bound to loopback unless told otherwise
     assert flag(cmd, "--port") == "15001" and flag(cmd, "--nccl-port") == "15002"
     assert flag(cmd, "--base-gpu-id") == "12"  # engine 1 of tp 4 starting at GPU 8
     assert flag(cmd, "--mem-fraction-static") == "0.7" and flag(cmd, "--context-length") == "161000"
-    assert "--enable-memory-saver" not in cmd
+    assert "--enable-memory-saver" not in cmd and "--device" not in cmd and "--sleep-on-idle" not in cmd
     assert cmd[-3:] == ["--attention-backend", "fa3", "--kv-cache-dtype=fp8_e4m3"]
+    env = engine_env(cfg)  # /health must not generate (it would time out on a paused or released engine)
+    assert env == {"SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION": "0"}
 
 
 def test_colocated_engines_get_the_memory_saver_and_optional_flags_stay_out():
-    cmd = sglang_command(EngineConfig(model_path="/m", enable_memory_saver=True), 0, 1)
+    cmd = sglang_command(EngineConfig(model_path="/m", device="cuda", enable_memory_saver=True), 0, 1)
     assert "--enable-memory-saver" in cmd
-    assert "--mem-fraction-static" not in cmd and "--context-length" not in cmd
+    assert "--mem-fraction-static" not in cmd and "--context-length" not in cmd and "--dtype" not in cmd
     assert flag(cmd, "--base-gpu-id") == "0"
+
+
+def test_cpu_sglang_command_and_environment(monkeypatch):
+    monkeypatch.setenv("LONGTRACE_SGLANG_PYTHON", "/sgl/venv/bin/python")
+    cfg = EngineConfig(model_path="/m", device="cpu", torch_threads=1, extra_args=["--sampling-backend", "flashinfer"])
+    cmd = sglang_command(cfg, 0, 31000)
+    assert cmd[0] == "/sgl/venv/bin/python"  # SGLang's own environment
+    assert flag(cmd, "--device") == "cpu" and flag(cmd, "--attention-backend") == "torch_native"
+    assert flag(cmd, "--dtype") == "float32" and flag(cmd, "--mem-fraction-static") == "0.05"
+    assert "--sleep-on-idle" in cmd and "--base-gpu-id" not in cmd
+    assert cmd.count("--sampling-backend") == 1 and cmd[-2:] == ["--sampling-backend", "flashinfer"]  # the user's wins
+    assert engine_env(cfg) == {"SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION": "0", "SGLANG_USE_CPU_ENGINE": "1",
+                               "OMP_NUM_THREADS": "1"}
 
 
 def test_extra_flags_may_not_fight_the_manager():
@@ -42,6 +58,7 @@ def test_extra_flags_may_not_fight_the_manager():
 @pytest.mark.parametrize("kw, message", [
     ({"backend": "vllm"}, "backend"), ({"num_engines": 0}, "num-engines"), ({"gpus_per_engine": 0}, "gpus-per-engine"),
     ({"mem_fraction_static": 1.5}, "mem-fraction"), ({"backend": "torch", "gpus_per_engine": 2}, "one device"),
+    ({"router": RouterConfig(policy="consistent_hashing")}, "router-policy"),
 ])
 def test_engine_config_validation(kw, message, tmp_path):
     with pytest.raises(ValueError, match=message):

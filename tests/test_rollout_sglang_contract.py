@@ -1,10 +1,10 @@
-"""Contract test against the pinned SGLang release (slime_ext/versions.py), read from its wheel as text/AST.
+"""Static contract with the pinned SGLang release (slime_ext/versions.py), read from its wheel as text/AST.
 
-SGLang cannot run here, so the rollout client, the weight sync and the engine manager are checked against the
-release's own source: every route they call exists in its HTTP server, every request field they send is a field of
-its request dataclasses, every sampling parameter is in its JSON contract (which rejects unknown keys), every
-response field they read is in its response schema, and every launch flag is a server argument. The wheel comes
-from PyPI (`pip download --no-deps`), cached between runs; no network means a FAILED test, not a skipped one.
+The behaviour is tested against the running server (test_sglang_*.py); this module checks what a running CPU server
+cannot show: every route the project calls exists in the HTTP server, every request field it sends is a field of
+the request structs, every sampling parameter is in the JSON contract (which rejects unknown keys), every response
+field it reads is in the response schema, and every launch flag of the GPU command lines is a server argument. The
+wheel comes from PyPI (`pip download --no-deps`), cached between runs; no network means a FAILED test, not a skip.
 """
 import ast
 import os
@@ -25,20 +25,23 @@ CACHE = Path(os.environ.get("LONGTRACE_CACHE", Path.home() / ".cache" / "longtra
 # What our code uses (grep-able: each is sent or read somewhere in slime_ext).
 ROUTES = {  # route -> where
     "/generate": "rollout_client", "/abort_request": "rollout_client", "/health": "sglang_engine",
-    "/health_generate": "sglang_engine", "/get_model_info": "weight_sync", "/get_server_info": "sglang_engine",
+    "/health_generate": "sglang_engine", "/model_info": "weight_sync", "/server_info": "sglang_engine",
     "/flush_cache": "weight_sync", "/pause_generation": "weight_sync", "/continue_generation": "weight_sync",
+    "/begin_weight_update": "weight_sync", "/end_weight_update": "weight_sync",
     "/update_weights_from_disk": "weight_sync", "/init_weights_update_group": "weight_sync",
     "/update_weights_from_distributed": "weight_sync", "/destroy_weights_update_group": "weight_sync",
     "/update_weights_from_tensor": "weight_sync", "/release_memory_occupation": "weight_sync",
     "/resume_memory_occupation": "weight_sync",
 }
+DEPRECATED = ("/get_model_info", "/get_server_info")  # 0.5.23 logs a warning on every call
 REQUEST_FIELDS = {  # io_struct class -> fields we send
     "GenerateReqInput": {"input_ids", "sampling_params", "return_logprob", "rid"},
     "AbortReq": {"rid", "abort_all"},
     "PauseGenerationReqInput": {"mode"},
     "UpdateWeightFromDiskReqInput": {"model_path", "weight_version", "flush_cache"},
     "InitWeightsUpdateGroupReqInput": {"master_address", "master_port", "rank_offset", "world_size", "group_name", "backend"},
-    "UpdateWeightsFromDistributedReqInput": {"names", "dtypes", "shapes", "group_name", "weight_version", "flush_cache"},
+    "UpdateWeightsFromDistributedReqInput": {"names", "dtypes", "shapes", "group_name", "weight_version", "flush_cache",
+                                             "load_format"},
     "UpdateWeightsFromTensorReqInput": {"serialized_named_tensors", "load_format", "flush_cache", "weight_version"},
     "DestroyWeightsUpdateGroupReqInput": {"group_name"},
     "ReleaseMemoryOccupationReqInput": {"tags"},
@@ -89,7 +92,8 @@ def test_routes_exist_in_the_http_server(wheel):
     assert not missing, f"routes used by slime_ext but not served by SGLang {SGLANG_VERSION}: {missing}"
     # the code really calls them (the list above is not stale)
     code = "".join((Path(__file__).parents[1] / "slime_ext" / f"{m}.py").read_text() for m in set(ROUTES.values()))
-    assert all(r in code for r in ROUTES)
+    assert all(f'{r}"' in code for r in ROUTES), [r for r in ROUTES if f'{r}"' not in code]
+    assert not any(f'{r}"' in code for r in DEPRECATED)
 
 
 def test_request_fields_exist_in_io_struct(wheel):
@@ -138,9 +142,10 @@ def test_launch_flags_are_server_arguments(wheel):
     for n in names:
         for cls_fields in class_fields(ast.parse(read(wheel, n))).values():
             fields |= cls_fields
-    cfg = EngineConfig(model_path="/m", gpus_per_engine=8, mem_fraction_static=0.7, context_length=160000,
-                       enable_memory_saver=True)
+    cfg = EngineConfig(model_path="/m", device="cuda", gpus_per_engine=8, mem_fraction_static=0.7, context_length=160000,
+                       enable_memory_saver=True, dtype="bfloat16", max_total_tokens=100000)
     flags = [a for a in sglang_command(cfg, 1, 30001, nccl_port=30002) if a.startswith("--")]
+    flags += [a for a in sglang_command(EngineConfig(model_path="/m", device="cpu"), 0, 30001) if a.startswith("--")]
     missing = [f for f in flags if f[2:].replace("-", "_") not in fields]
     assert not missing, f"flags not in SGLang {SGLANG_VERSION}'s ServerArgs: {missing}"
     launch = read(wheel, "sglang/launch_server.py")
