@@ -13,7 +13,8 @@ from reward.config import add_reward_args, reward_config_from_args
 from .loss import KL_TYPES, TIS_MODES, LossConfig
 from .megatron_model import ModelArch, ParallelConfig
 from .rollout import add_rollout_args
-from .weight_sync import TRANSPORTS
+from .sglang_env import resolve_backend
+from .weight_sync import PAUSE_MODES, TRANSPORTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,12 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ray-object-store-mb", type=int, default=512, help="object store of a locally started Ray")
     g.add_argument("--ray-call-timeout", type=float, default=4 * 3600.0, help="seconds any call to an actor may take")
     g.add_argument("--trainer-threads", type=int, default=None, help="CPU runs: torch threads per trainer rank")
-    g.add_argument("--cpu", action="store_true", help="run on CPU (default when CUDA is absent): gloo, local spec, torch engines")
+    g.add_argument("--cpu", action="store_true",
+                   help="run on CPU (default when CUDA is absent): gloo, local spec, SGLang's CPU backend (or the torch engine)")
 
     g = p.add_argument_group("rollout engines")
-    g.add_argument("--rollout-backend", choices=["sglang", "torch"], default=None, help="default: sglang on GPU, torch on CPU")
+    g.add_argument("--rollout-backend", choices=["auto", "sglang", "torch"], default="auto",
+                   help="auto: SGLang where it can run (GPU; CPU after scripts/setup_sglang_cpu.sh), else the torch "
+                        "fallback engine, with a line saying why")
+    g.add_argument("--sglang-python", default=None,
+                   help="interpreter with SGLang (default: $LONGTRACE_SGLANG_PYTHON; CPU: .sglang-cpu/venv; else this one)")
     g.add_argument("--num-engines", type=int, default=None, help="default: rollout GPUs / GPUs per engine (CPU: 1)")
-    g.add_argument("--torch-threads", type=int, default=1, help="torch engine: intra-op threads per engine")
+    g.add_argument("--torch-threads", type=int, default=1, help="CPU engines: intra-op threads per engine")
     g.add_argument("--sglang-mem-fraction-static", type=float, default=None)
     g.add_argument("--sglang-context-length", type=int, default=None)
     g.add_argument("--sglang-extra-args", default="", help="extra `sglang.launch_server` flags, one string")
@@ -109,9 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("weight sync")
     g.add_argument("--update-weight-transport", choices=TRANSPORTS, default=None,
-                   help="default: tensor when colocated on GPU, distributed on GPU otherwise, disk on CPU")
+                   help="default: tensor when colocated, distributed on GPU otherwise, disk on CPU")
     g.add_argument("--update-weight-disk-dir", default=None, help="default: <run dir>/weights")
     g.add_argument("--update-weight-buffer-size", type=float, default=512.0, help="MB per bucket")
+    g.add_argument("--update-weight-pause-mode", choices=PAUSE_MODES, default="retract",
+                   help="how engines pause for a sync: retract (running requests wait and resume on the new weights), "
+                        "abort (they end, aborted), in_place (they stay running: /flush_cache then fails)")
+    g.add_argument("--update-weight-timeout", type=float, default=600.0, help="seconds any weight-sync call may take")
+    g.add_argument("--update-weight-retries", type=int, default=1,
+                   help="retries of a refused weight sync (e.g. an engine restarted and lost its update group); "
+                        "then the run stops with the engine's message")
 
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-interval", type=int, default=None, help="rollout steps between evaluations (and before training)")
@@ -149,7 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     a = build_parser().parse_args(argv)
     a.cpu = a.cpu or not torch.cuda.is_available()
-    a.rollout_backend = a.rollout_backend or ("torch" if a.cpu else "sglang")
+    a.rollout_backend, note = resolve_backend(a.rollout_backend, "cpu" if a.cpu else "cuda", a.sglang_python)
+    if note:
+        import logging
+
+        logging.getLogger("longtrace.train").warning(note)
     a.dtype = a.dtype or ("fp32" if a.cpu else "bf16")
     a.actor_world_size = a.actor_num_nodes * a.actor_num_gpus_per_node
     if a.rollout_num_gpus is None:
@@ -162,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.num_steps_per_rollout is None:
         a.num_steps_per_rollout = max(1, rollout_samples // a.global_batch_size)
     if a.update_weight_transport is None:
-        a.update_weight_transport = "disk" if a.cpu else ("tensor" if a.colocate else "distributed")
+        a.update_weight_transport = "tensor" if a.colocate else ("disk" if a.cpu else "distributed")
     if a.eval_max_response_len is None:
         a.eval_max_response_len = a.rollout_max_response_len
     a.use_kl_loss = a.use_kl_loss or a.kl_loss_coef != 0
@@ -208,8 +225,14 @@ def validate(a: argparse.Namespace, rollout_samples: int) -> None:
     if a.update_weight_transport in ("distributed", "tensor") and a.expert_model_parallel_size > 1:
         problems.append(f"--update-weight-transport {a.update_weight_transport} sends from trainer rank 0, which holds "
                         "1/EP of the experts: use disk with EP > 1")
-    if a.cpu and a.update_weight_transport == "tensor":
-        problems.append("--update-weight-transport tensor is the colocated GPU path; on CPU use disk (or distributed)")
+    if a.update_weight_transport == "tensor" and not a.colocate:
+        problems.append("--update-weight-transport tensor shares the trainer's memory with engines on the same devices: "
+                        "it needs --colocate (use distributed or disk)")
+    if a.update_weight_transport == "tensor" and a.num_engines * a.rollout_num_gpus_per_engine > a.actor_world_size:
+        problems.append(f"--update-weight-transport tensor: {a.num_engines} engine(s) x {a.rollout_num_gpus_per_engine} "
+                        f"GPU(s) need as many trainer ranks to share them with, there are {a.actor_world_size}")
+    if a.update_weight_retries < 0:
+        problems.append("--update-weight-retries must be >= 0")
     if a.cpu and cp > 1:
         problems.append("context parallelism needs transformer-engine on GPUs")
     try:

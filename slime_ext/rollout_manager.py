@@ -2,7 +2,7 @@
 
     generate(rollout_id) -> (samples, metrics)     one rollout step: GRPO groups generated and scored
     evaluate(name, path) -> metrics                k samples per eval prompt, reward with eta = 0: mean, pass@k
-    engine_urls() / sleep() / wake()               for weight sync and colocated memory hand-over
+    engine_urls() / sleep(tags) / wake(tags, go)   for weight sync and the colocated memory hand-over
     state_dict() / load_state_dict()               the data cursor, saved with trainer checkpoints
 
 The actor's coroutines all run in one long-lived loop on a thread of its own (async_loop.py): the rollout client's
@@ -86,6 +86,8 @@ class RolloutManager:
             gpus_per_engine=a.rollout_num_gpus_per_engine, mem_fraction_static=a.sglang_mem_fraction_static,
             context_length=a.sglang_context_length, enable_memory_saver=gpu and a.colocate,
             extra_args=shlex.split(a.sglang_extra_args), device="cuda" if gpu else "cpu", torch_threads=a.torch_threads,
+            # CPU engines compute in the trainer's precision, so that rollout and training log-probs agree
+            dtype=None if gpu else {"bf16": "bfloat16", "fp32": "float32"}[a.dtype], python=a.sglang_python,
             health_timeout_s=a.engine_health_timeout, log_dir=str(Path(a.run_dir) / "engines"),
             router=RouterConfig(policy=a.router_policy),
         )
@@ -105,6 +107,7 @@ class RolloutManager:
             self.source = EpochSource(records, self.tokenizer, a.n_samples_per_prompt, a.rollout_shuffle, a.rollout_seed)
         self.loop = LoopThread("rollout-loop")
         self._run = self.loop.run
+        self._control_http = None  # httpx client of the memory hand-over routes (created in the loop on first use)
 
     # ---- data
     def num_prompts(self) -> int:
@@ -152,26 +155,37 @@ class RolloutManager:
     def engine_urls(self) -> list[str]:
         return self.engines.engine_urls
 
-    def sleep(self) -> None:
-        """Colocated GPU runs: free the engines' weights and KV cache while the trainer works."""
-        self._run(self._memory("/release_memory_occupation"))
+    def sleep(self, tags: list[str]) -> None:
+        """Colocated runs: the engines pause, get idle (SGLang asserts it) and free ``tags`` while the trainer works.
+        The watchdog leaves them alone until ``wake(..., resume_generation=True)``."""
+        from .weight_sync import release_memory
 
-    def wake(self) -> None:
-        self._run(self._memory("/resume_memory_occupation"))
+        self.engines.set_state("released")
+        self._run(release_memory(self._controls(), tags))
 
-    async def _memory(self, route: str) -> None:
+    def wake(self, tags: list[str], resume_generation: bool = True) -> None:
+        """Give ``tags`` back to the engines; ``resume_generation`` continues generating (after the last tags)."""
+        from .weight_sync import resume_memory
+
+        self._run(resume_memory(self._controls(), tags, resume_generation))
+        if resume_generation:
+            self.engines.set_state("up")
+
+    def _controls(self):
         import httpx
 
-        async with httpx.AsyncClient(timeout=600, trust_env=False) as http:
-            for url in self.engines.engine_urls:
-                resp = await http.post(f"{url}{route}", json={})
-                if resp.status_code != 200:
-                    raise RuntimeError(f"{url}{route}: HTTP {resp.status_code} {resp.text[:200]}")
+        from .weight_sync import EngineControl
+
+        if self._control_http is None:  # used only inside self.loop
+            self._control_http = httpx.AsyncClient(timeout=600, trust_env=False)
+        return [EngineControl(u, self._control_http) for u in self.engines.engine_urls]
 
     def shutdown(self) -> None:
         try:
             self._run(self.client.aclose())
             self._run(self.reward_fn.aclose())
+            if self._control_http is not None:
+                self._run(self._control_http.aclose())
         finally:
             self.engines.stop()
             self.loop.stop()

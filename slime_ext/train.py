@@ -7,7 +7,15 @@ One rollout step, as in slime:
 
 Everything runs under Ray: one placement group; the trainer ranks as actors (train_actor.py); a rollout manager
 actor owning the engines behind sglang-router, the prompt data and the reward (rollout_manager.py). On a CPU
-machine the same code runs with gloo, torch engines and fractional-CPU bundles. Flags: arguments.py.
+machine the same code runs with gloo, SGLang's CPU backend (or the torch fallback engine) and fractional-CPU bundles.
+Flags: arguments.py.
+
+Colocated (``--colocate``: engines and trainer share the GPUs), memory changes hands in slime's order, so that the
+weights are never read while offloaded and both sides never hold everything at once (``Colocation``):
+
+    start:  engines up -> engines release all memory -> trainer builds -> [resume engine weights -> sync -> trainer
+            offload -> resume engine KV cache]
+    step:   rollout -> engines release all -> trainer onload -> train (+ save) -> [the same bracket]
 """
 from __future__ import annotations
 
@@ -31,9 +39,54 @@ from .sample import Sample
 from .tracking import Tracker
 from .train_actor import TrainerGroup
 from .trainer import OptimConfig, TrainerConfig
-from .weight_sync import WeightSyncConfig
+from .weight_sync import MEMORY_TAGS, WeightSyncConfig, WeightSyncError
 
 log = logging.getLogger("longtrace.train")
+
+
+class Colocation:
+    """Who holds the (shared) device memory when, with ``--colocate``; without it only the weight sync remains.
+    ``phases`` records the hand-over steps in the order they ran (logged, and checked by the tests)."""
+
+    def __init__(self, colocate: bool, trainer: TrainerGroup, rollout, get, sync_retries: int = 0):
+        self.on, self.trainer, self.rollout, self.get, self.sync_retries = colocate, trainer, rollout, get, sync_retries
+        self.phases: list[str] = []
+
+    def _do(self, phase: str, fn, *args):
+        self.phases.append(phase)
+        return fn(*args)
+
+    def release_engines(self) -> None:
+        """After a rollout (and at start-up): the engines pause, get idle and free all their memory."""
+        if self.on:
+            self._do("engines release all", lambda: self.get(self.rollout.sleep.remote(list(MEMORY_TAGS))))
+
+    def onload_trainer(self) -> None:
+        if self.on:
+            self._do("trainer onload", self.trainer.call, "wake")
+
+    def sync_weights(self) -> dict[str, float]:
+        """The new weights to the engines. Colocated: engine weights back -> sync (the trainer still resident) ->
+        trainer offload -> engine KV cache back, generation continues. A refused sync is retried ``sync_retries``
+        times, then the WeightSyncError (naming the engine) stops the run."""
+        if self.on:
+            self._do("engines resume weights", lambda: self.get(self.rollout.wake.remote(["weights"], False)))
+        urls = self.get(self.rollout.engine_urls.remote())
+        for attempt in range(self.sync_retries + 1):
+            try:
+                out = self._do("weight sync", self.trainer.call, "sync_weights", urls, self.on)
+                break
+            except WeightSyncError as e:
+                if attempt == self.sync_retries:
+                    raise
+                log.warning("weight sync failed (attempt %d of %d), retrying: %s", attempt + 1, self.sync_retries + 1, e)
+        if self.on:
+            self._do("trainer offload", self.trainer.call, "sleep")
+            rest = [t for t in MEMORY_TAGS if t != "weights"]
+            self._do("engines resume kv_cache", lambda: self.get(self.rollout.wake.remote(rest, True)))
+            log.info("colocated hand-over: %s", " -> ".join(self.phases))
+        self.phases.clear()
+        return out
 
 
 def train(a) -> int:
@@ -44,16 +97,23 @@ def train(a) -> int:
     placement = create_placement(a.actor_world_size, a.num_engines, a.rollout_num_gpus_per_engine, a.colocate, gpu=not a.cpu)
     rollout = RolloutManager.options(num_cpus=0.01, scheduling_strategy=placement.strategy(0)).remote(vars(a), placement_info(placement))
     get = lambda ref: ray.get(ref, timeout=a.ray_call_timeout)  # noqa: E731
-    # The engines start while the trainer ranks build the model (both take a while: imports, weights, health checks).
-    trainer = TrainerGroup(placement, a.actor_world_size, trainer_config(a), weight_sync_config(a), a.hf_checkpoint,
-                           gpu=not a.cpu, colocate=a.colocate, timeout_s=a.ray_call_timeout, cpu_threads=a.trainer_threads)
-    get(rollout.ping.remote())
-    peak = a.peak_tflops * 1e12 if a.peak_tflops else trainer.call("peak_flops")
+    trainer = None
     try:
+        if a.colocate:  # the engines take their memory and give it back before the trainer builds on the same GPUs
+            get(rollout.ping.remote())
+            get(rollout.sleep.remote(list(MEMORY_TAGS)))
+        # Otherwise the engines start while the trainer ranks build the model (imports, weights, health checks).
+        trainer = TrainerGroup(placement, a.actor_world_size, trainer_config(a), weight_sync_config(a), a.hf_checkpoint,
+                               gpu=not a.cpu, colocate=a.colocate, timeout_s=a.ray_call_timeout, cpu_threads=a.trainer_threads)
+        get(rollout.ping.remote())
+        colocation = Colocation(a.colocate, trainer, rollout, get, a.update_weight_retries)
+        peak = a.peak_tflops * 1e12 if a.peak_tflops else trainer.call("peak_flops")
         start = resume(a, trainer, rollout, get)
         tracker.rewind(start)
-        if start or a.mcore_checkpoint:  # the engines loaded the HF weights: send them the trainer's
-            trainer.call("sync_weights", get(rollout.engine_urls.remote()))
+        # the engines loaded the HF weights: send them the trainer's when those differ (colocated: always, their
+        # released weights are gone), which also offloads a colocated trainer before the first rollout
+        if a.colocate or start or a.mcore_checkpoint:
+            colocation.sync_weights()
         if a.eval_only or (a.eval_interval and start == 0):
             tracker.log(evaluate(a, rollout, get, step=start), start)
             if a.eval_only:
@@ -61,11 +121,10 @@ def train(a) -> int:
         num_rollout = a.num_rollout or rollouts_for_epochs(get(rollout.num_prompts.remote()), a.num_epoch, a.rollout_batch_size)
         tracker.total_steps = num_rollout
         for rollout_id in range(start, num_rollout):
-            metrics = rollout_step(a, rollout_id, trainer, rollout, get, peak)
-            tracker.log(metrics, rollout_id)
             last = rollout_id + 1 == num_rollout
-            if a.save and (last or (a.save_interval and (rollout_id + 1) % a.save_interval == 0)):
-                save(a, rollout_id + 1, trainer, rollout, get)
+            save_now = bool(a.save) and (last or bool(a.save_interval and (rollout_id + 1) % a.save_interval == 0))
+            metrics = rollout_step(a, rollout_id, trainer, rollout, get, peak, colocation, save_now)
+            tracker.log(metrics, rollout_id)
             if a.eval_interval and (last or (rollout_id + 1) % a.eval_interval == 0):
                 tracker.log(evaluate(a, rollout, get, step=rollout_id + 1), rollout_id + 1)
         return 0
@@ -74,11 +133,14 @@ def train(a) -> int:
         try:
             get(rollout.shutdown.remote())
         finally:
-            trainer.shutdown()
+            if trainer is not None:
+                trainer.shutdown()
             placement.remove()
 
 
-def rollout_step(a, rollout_id: int, trainer: TrainerGroup, rollout, get, peak_flops: float) -> dict[str, float]:
+def rollout_step(a, rollout_id: int, trainer: TrainerGroup, rollout, get, peak_flops: float, colocation: Colocation,
+                 save_now: bool = False) -> dict[str, float]:
+    """One step; with ``save_now`` a checkpoint is written after training (while the trainer holds its weights)."""
     t0 = time.perf_counter()
     sample_dicts, metrics = get(rollout.generate.remote(rollout_id))
     perf = {"perf/rollout_time": time.perf_counter() - t0}
@@ -88,10 +150,17 @@ def rollout_step(a, rollout_id: int, trainer: TrainerGroup, rollout, get, peak_f
     metrics["rollout/trained_samples"] = float(len(items))
     if not items:
         log.warning("rollout %d: no trainable samples (all groups dropped or empty); skipping the update", rollout_id)
+        if save_now:  # the weights did not change, but the data cursor moved
+            colocation.release_engines()
+            colocation.onload_trainer()
+            save(a, rollout_id + 1, trainer, rollout, get)
+            colocation.sync_weights()
         return {**metrics, **perf}
-    if a.colocate and not a.cpu:
-        get(rollout.sleep.remote())
-        trainer.call("wake")
+    t = time.perf_counter()
+    colocation.release_engines()
+    colocation.onload_trainer()
+    if colocation.on:
+        perf["perf/handover_time"] = time.perf_counter() - t
     if a.use_kl_loss:
         t = time.perf_counter()
         for it, ref in zip(items, trainer.call("compute_ref_logprobs", ray.put(items))):
@@ -110,10 +179,11 @@ def rollout_step(a, rollout_id: int, trainer: TrainerGroup, rollout, get, peak_f
         for key, value in step_metrics.items():  # averaged over the optimiser steps of this rollout
             train_metrics[key] = train_metrics.get(key, 0.0) + value * size / len(items)
     perf["perf/train_time"] = time.perf_counter() - t
-    if a.colocate and not a.cpu:
-        trainer.call("sleep")
-        get(rollout.wake.remote())
-    sync = trainer.call("sync_weights", get(rollout.engine_urls.remote()))
+    if save_now:
+        t = time.perf_counter()
+        save(a, rollout_id + 1, trainer, rollout, get)
+        perf["perf/save_time"] = time.perf_counter() - t
+    sync = colocation.sync_weights()
     perf["perf/weight_sync_time"] = sync["seconds"]
     metrics["rollout/weight_version"] = sync["version"]
     world = a.actor_world_size
@@ -184,7 +254,8 @@ def trainer_config(a) -> TrainerConfig:
 def weight_sync_config(a) -> WeightSyncConfig:
     return WeightSyncConfig(transport=a.update_weight_transport, disk_dir=a.update_weight_disk_dir,
                             bucket_mb=a.update_weight_buffer_size, backend="gloo" if a.cpu else "nccl",
-                            engine_ranks=a.rollout_num_gpus_per_engine)
+                            engine_ranks=a.rollout_num_gpus_per_engine, pause_mode=a.update_weight_pause_mode,
+                            timeout_s=a.update_weight_timeout)
 
 
 def start_ray(a) -> None:

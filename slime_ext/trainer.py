@@ -141,6 +141,7 @@ class MegatronTrainer:
         cfg.loss.check()
         par = cfg.parallel
         self.arch = ModelArch.from_hf_config(cfg.hf_checkpoint)
+        self.offloaded = False  # colocated runs: weights handed over to the engines (offload / onload)
         init_megatron(self.arch, par, cfg.seed)
         self.use_te = have_transformer_engine() if cfg.use_te is None else cfg.use_te
         if par.cp > 1 and not self.use_te:
@@ -260,6 +261,7 @@ class MegatronTrainer:
         """Per-sample response log-probs under the current weights (every rank gets all of them).
 
         With ``with_entropy`` returns (logprobs, entropies)."""
+        self._check_resident("compute_logprobs")
         self.model.eval()
         self._with_entropy = with_entropy
         results: dict[int, tuple[list[float], list[float]]] = {}
@@ -297,6 +299,7 @@ class MegatronTrainer:
     @torch.no_grad()
     def compute_ref_logprobs(self, items: Sequence[TrainItem]) -> list[list[float]]:
         """Log-probs under the reference (initial) weights; the current weights are restored afterwards."""
+        self._check_resident("compute_ref_logprobs")
         if self._reference is None:
             raise ValueError("no reference weights kept: set kl_loss_coef != 0 or keep_reference=True")
         current = self._weights_to_host()
@@ -334,6 +337,7 @@ class MegatronTrainer:
 
     def train_step(self, items: Sequence[TrainItem]) -> dict[str, float]:
         """One optimiser step over the whole global batch ``items``; returns reduced metrics."""
+        self._check_resident("train_step")
         start = time.perf_counter()
         stats = self.compute_gradients(items)
         ok, grad_norm, _ = self.optimizer.step()
@@ -367,21 +371,32 @@ class MegatronTrainer:
 
     # -------------------------------------------------------------------------------------------- colocation
     def offload(self) -> None:
-        """Colocated GPU runs: move parameters, gradients and optimiser state to host memory while the engines
-        generate (megatron's RL offload hooks). Nothing to do on CPU."""
-        if not torch.cuda.is_available():
+        """Colocated runs: move parameters, gradients and optimiser state to host memory while the engines
+        generate (megatron's RL offload hooks: the parameters' device storage is resized to 0, so nothing may read
+        them until ``onload``). On CPU nothing moves, but the trainer counts as offloaded all the same, so that a
+        hand-over order that reads offloaded weights fails on CPU as it would corrupt a GPU run."""
+        if self.offloaded:
             return
-        for buffer in self.model.buffers + self.model.expert_parallel_buffers:
-            buffer.offload_to_cpu(move_params=True, move_grads=True)
-        self.optimizer.offload_to_cpu()
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            for buffer in self.model.buffers + self.model.expert_parallel_buffers:
+                buffer.offload_to_cpu(move_params=True, move_grads=True)
+            self.optimizer.offload_to_cpu()
+            torch.cuda.empty_cache()
+        self.offloaded = True
 
     def onload(self) -> None:
-        if not torch.cuda.is_available():
+        if not self.offloaded:
             return
-        for buffer in self.model.buffers + self.model.expert_parallel_buffers:
-            buffer.reload_from_cpu(move_params=True, move_grads=True)
-        self.optimizer.restore_from_cpu()
+        if torch.cuda.is_available():
+            for buffer in self.model.buffers + self.model.expert_parallel_buffers:
+                buffer.reload_from_cpu(move_params=True, move_grads=True)
+            self.optimizer.restore_from_cpu()
+        self.offloaded = False
+
+    def _check_resident(self, what: str) -> None:
+        if self.offloaded:
+            raise RuntimeError(f"{what} while the trainer's weights are offloaded (colocated hand-over): onload first; "
+                               "on a GPU this would read freed memory")
 
     # -------------------------------------------------------------------------------------------- collectives
     def _is_reporting_rank(self, per_sample: bool = False) -> bool:
@@ -417,18 +432,21 @@ class MegatronTrainer:
         """HF-named full tensors of this rank's pipeline stage (collective over TP; see hf_weights.iter_hf_tensors)."""
         from megatron.core import parallel_state as ps
 
+        self._check_resident("reading the weights for a sync")
         return iter_hf_tensors(self.unwrapped, self.arch, Shard.current(), ps.get_tensor_model_parallel_group(), dtype)
 
     def export_hf(self, out_dir: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int = 2 << 30,
                   source: str = "param") -> Path:
         """Write the current weights (or, with ``source="grad"``, the gradients) as an HF checkpoint; config and
         tokenizer are copied from ``hf_checkpoint``."""
+        self._check_resident("exporting the weights")
         return export_hf_checkpoint(self.unwrapped, self.arch, out_dir, self.cfg.hf_checkpoint, dtype, max_shard_bytes, source)
 
     # -------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, ckpt_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
         from .checkpoint import save_trainer_checkpoint
 
+        self._check_resident("saving a checkpoint")
         return save_trainer_checkpoint(self, Path(ckpt_dir), extra or {})
 
     def load_checkpoint(self, ckpt_dir: str | Path) -> dict[str, Any]:

@@ -189,7 +189,10 @@ def test_parse_args_derives_defaults(tmp_path):
     a = parse_args(["--cpu", "--hf-checkpoint", str(model), "--prompt-data", "x.jsonl", "--num-rollout", "3",
                     "--rollout-batch-size", "4", "--n-samples-per-prompt", "4", "--num-steps-per-rollout", "2",
                     "--run-dir", str(tmp_path / "run"), "--eval-prompt-data", "a", "a.jsonl", "b", "b.jsonl"])
-    assert a.global_batch_size == 8 and a.rollout_backend == "torch" and a.dtype == "fp32"
+    assert a.global_batch_size == 8 and a.dtype == "fp32"
+    from slime_ext.sglang_env import sglang_unavailable
+
+    assert a.rollout_backend == ("torch" if sglang_unavailable("cpu") else "sglang")  # auto
     assert a.update_weight_transport == "disk" and a.update_weight_disk_dir == str(tmp_path / "run" / "weights")
     assert a.eval_sets == [("a", "a.jsonl"), ("b", "b.jsonl")]
     assert a.eval_max_response_len == a.rollout_max_response_len
@@ -201,7 +204,8 @@ def test_parse_args_derives_defaults(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--tensor-model-parallel-size", "2"], "not divisible by TP x PP x CP"),
     (["--save-interval", "5"], "--save-interval needs --save"),
-    (["--update-weight-transport", "tensor"], "colocated GPU path"),
+    (["--update-weight-transport", "tensor"], "it needs --colocate"),
+    (["--colocate", "--num-engines", "2"], "2 engine(s) x 1 GPU(s) need as many trainer ranks"),
     (["--context-parallel-size", "1", "--eval-only"], "--eval-only needs --eval-prompt-data"),
     (["--eval-prompt-data", "only-a-name"], "takes pairs"),
     (["--tis-clip-low", "3", "--use-tis"], "tis"),
