@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 from dataclasses import replace
@@ -96,12 +97,16 @@ class TrainActor:
         cfg, error = self.weight_sync.cfg, None
         try:
             if cfg.transport == "disk":
-                path = Path(cfg.disk_dir) / f"weight_v{self.weight_sync.version + 1}"
+                version = self.weight_sync.version + 1
+                path = Path(cfg.disk_dir) / f"weight_v{version}"
+                if self.rank == 0 and path.exists():  # an earlier run's: its shards must not mix with these
+                    shutil.rmtree(path)
+                self._agree(None)
                 self.trainer.export_hf(path)  # every stage writes its shards
                 self._agree(None)  # all shards are on disk before an engine reads them
                 if self.rank == 0:
                     self.loop.run(self.weight_sync.sync_from_path(str(path), keep_paused))
-                    prune_weight_dirs(Path(cfg.disk_dir), cfg.keep_last)
+                    prune_weight_dirs(Path(cfg.disk_dir), cfg.keep_last, version)
             elif cfg.transport == "distributed":  # gathered over TP on every rank; rank 0 (PP = EP = 1) sends
                 named = list(self.trainer.hf_named_tensors())
                 if self.rank == 0:

@@ -219,9 +219,12 @@ class Broadcast:
         self.thread.start()
 
     def _run(self, tensors: list[Any]) -> None:
+        import torch
         import torch.distributed as dist
 
         try:
+            if tensors and tensors[0].is_cuda:  # a new thread's current device is cuda:0, whatever the trainer's is
+                torch.cuda.set_device(tensors[0].device)
             for t in tensors:
                 dist.broadcast(t, src=0, group=self.group)
         except Exception as e:  # noqa: BLE001 (reported by wait())
@@ -367,6 +370,7 @@ class WeightSync:
             if transport == "disk":
                 path = await asyncio.to_thread(self.write_checkpoint, named, version)
                 await self._load_from_disk(engines, path, version)
+                prune_weight_dirs(Path(self.cfg.disk_dir), self.cfg.keep_last, version)
             elif transport == "distributed":
                 await self._in_session(engines, self._distributed(engines, named, version))
             else:
@@ -442,7 +446,6 @@ class WeightSync:
                     shutil.copy2(f, tmp / f.name)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)  # engines never see a half-written checkpoint
-        prune_weight_dirs(root, self.cfg.keep_last)
         return str(out)
 
     async def _load_from_disk(self, engines: list[EngineControl], path: str, version: int) -> None:
@@ -598,10 +601,14 @@ async def resume_memory(engines: list[EngineControl], tags: Sequence[str], resum
     log.info("resumed %s on %d engine(s)%s", ",".join(tags), len(engines), "" if resume_generation else " (still paused)")
 
 
-def prune_weight_dirs(root: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` ``weight_v<N>`` directories under ``root``."""
+def prune_weight_dirs(root: Path, keep: int, current: int) -> None:
+    """Keep ``weight_v<current>`` and the ``keep - 1`` newest versions below it under ``root``; delete the rest,
+    also versions above ``current`` (left by an earlier run in the same folder: a resumed run counts from 1 again).
+    Call it after the engines loaded ``current``."""
     import shutil
 
-    old = sorted((p for p in Path(root).glob("weight_v*") if p.name[8:].isdigit()), key=lambda p: int(p.name[8:]))
-    for p in old[: max(0, len(old) - keep)]:
-        shutil.rmtree(p, ignore_errors=True)
+    found = {int(p.name[8:]): p for p in Path(root).glob("weight_v*") if p.name[8:].isdigit()}
+    kept = sorted(v for v in found if v <= current)[-max(keep, 1):]
+    for v, p in found.items():
+        if v not in kept:
+            shutil.rmtree(p, ignore_errors=True)

@@ -236,3 +236,17 @@ def test_config_validation():
         WeightSyncConfig(transport="rdma").validate()
     with pytest.raises(ValueError, match="pause mode"):
         WeightSyncConfig(transport="tensor", pause_mode="inplace").validate()
+
+
+def test_pruning_keeps_the_version_just_loaded_and_drops_an_earlier_runs_leftovers(tmp_path):
+    from slime_ext.weight_sync import prune_weight_dirs
+
+    for v in (1, 5, 6, 7):  # 5-7: an earlier run in the same folder; 1: the resumed run's first sync
+        (tmp_path / f"weight_v{v}").mkdir()
+    (tmp_path / "weight_vx").mkdir()
+    prune_weight_dirs(tmp_path, keep=2, current=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weight_v1", "weight_vx"]
+    for v in (2, 3):
+        (tmp_path / f"weight_v{v}").mkdir()
+    prune_weight_dirs(tmp_path, keep=2, current=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weight_v2", "weight_v3", "weight_vx"]
