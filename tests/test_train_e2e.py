@@ -1,5 +1,7 @@
-"""`longtrace train` end to end on CPU (a short quickstart): Ray, the Megatron-core trainer, torch engines behind
-sglang-router, rewards, weight sync, eval, checkpoints, wandb offline, metrics.jsonl, then a resume with --load."""
+"""`longtrace train` end to end on CPU: Ray, the Megatron-core trainer, real SGLang 0.5.23 engines (CPU backend)
+behind sglang-router, rewards, weight sync (disk, distributed over gloo, and the colocated tensor transport from
+every rank), eval, checkpoints, wandb offline, metrics.jsonl, a resume with --load. The invariant that proves a
+sync reached the engines is slime's: the trainer's log-probs of the engines' tokens equal the engines' own."""
 from __future__ import annotations
 
 import json
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import require_sglang
 from .helpers import ROOT
 
 pytestmark = pytest.mark.timeout(900)
@@ -51,6 +54,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 def test_train_short_run_then_resume(tmp_path):
     from slime_ext.tiny_model import make_tiny_qwen3
 
+    require_sglang()
     model = make_tiny_qwen3(tmp_path / "tiny", num_layers=2, hidden_size=32, num_heads=2, num_kv_heads=1,
                             head_dim=16, ffn_hidden_size=64)
     train = _write_jsonl(tmp_path / "train.jsonl", _records(6))
@@ -61,7 +65,7 @@ def test_train_short_run_then_resume(tmp_path):
         "--eval-prompt-data", "smoke", str(evals), "--eval-interval", "2", "--n-samples-per-eval-prompt", "2",
         "--eval-max-response-len", "8",
         "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--rollout-max-response-len", "12",
-        "--num-engines", "2", "--torch-threads", "1", "--ray-num-cpus", "2",
+        "--rollout-backend", "sglang", "--num-engines", "2", "--torch-threads", "1", "--ray-num-cpus", "2",
         # The entropy bonus makes every step change the weights even when a random model's rewards are all equal
         # (zero advantages): then the engines' log-probs only match the trainer's if the weight sync worked.
         "--lr", "1e-2", "--entropy-coef", "0.01",
@@ -69,6 +73,8 @@ def test_train_short_run_then_resume(tmp_path):
         "--use-wandb", "--wandb-mode", "offline", "--use-tensorboard",
     ]
     out = _train([*common, "--num-rollout", "2"], tmp_path).stdout
+    engine_log = (run_dir / "engines" / "engine0.log").read_text()
+    assert "sglang" in engine_log and "POST /update_weights_from_disk" in engine_log
 
     rows = _metrics(run_dir)
     steps = [r for r in rows if "rollout/step" in r]
@@ -122,10 +128,11 @@ def test_train_rejects_inconsistent_flags(tmp_path):
 
 def test_train_two_ranks_tensor_parallel(tmp_path):
     """Two Megatron ranks as Ray actors (torch.distributed initialised through Ray, gloo), TP=2 with sequence
-    parallelism: the weights every rank exports after a step reach the engine intact (the train-rollout gap of the
-    next step stays at float32 noise)."""
+    parallelism, weights broadcast to the engine over a gloo weight-update group: the TP-gathered weights reach the
+    engine intact (the train-rollout gap of the next step stays at float32 noise)."""
     from slime_ext.tiny_model import make_tiny_qwen3
 
+    require_sglang()
     model = make_tiny_qwen3(tmp_path / "tiny", num_layers=2, hidden_size=32, num_heads=2, num_kv_heads=2,
                             head_dim=16, ffn_hidden_size=64)
     train = _write_jsonl(tmp_path / "train.jsonl", _records(4))
@@ -133,10 +140,50 @@ def test_train_two_ranks_tensor_parallel(tmp_path):
     _train(["--cpu", "--hf-checkpoint", str(model), "--prompt-data", str(train), "--num-rollout", "2",
             "--actor-num-gpus-per-node", "2", "--tensor-model-parallel-size", "2", "--sequence-parallel",
             "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--rollout-max-response-len", "12",
-            "--num-engines", "1", "--torch-threads", "1", "--ray-num-cpus", "2", "--trainer-threads", "1",
+            "--rollout-backend", "sglang", "--num-engines", "1", "--torch-threads", "1", "--ray-num-cpus", "2",
+            "--trainer-threads", "1", "--update-weight-transport", "distributed",
             "--lr", "1e-2", "--entropy-coef", "0.01", "--run-dir", str(run_dir), "--quiet-table"], tmp_path)
     steps = [r for r in _metrics(run_dir) if "rollout/step" in r]
     assert [r["rollout/step"] for r in steps] == [0, 1]
     assert all(r["train/grad_norm"] > 0 for r in steps)
     assert steps[1]["rollout/weight_version"] == 2
     assert steps[1]["train/train_rollout_logprob_abs_diff"] < 1e-4
+    engine_log = (run_dir / "engines" / "engine0.log").read_text()
+    assert "init custom process group" in engine_log and "POST /update_weights_from_distributed" in engine_log
+
+
+def test_train_colocated_tensor_transport_from_every_rank(tmp_path):
+    """--colocate on CPU: two trainer ranks (DP 2) share their "devices" with two engines; each rank serializes its
+    own copy of every bucket and posts it to its engine (the tensor transport's per-rank payloads, shared memory on
+    CPU), inside SGLang's weight-update sessions. The memory hand-over runs in slime's order (on CPU SGLang frees
+    nothing, but the trainer refuses to read offloaded weights, so a wrong order fails the run); a checkpoint is
+    written mid-step while the trainer holds its weights."""
+    from slime_ext.tiny_model import make_tiny_qwen3
+
+    require_sglang()
+    model = make_tiny_qwen3(tmp_path / "tiny", num_layers=2, hidden_size=32, num_heads=2, num_kv_heads=1,
+                            head_dim=16, ffn_hidden_size=64)
+    train = _write_jsonl(tmp_path / "train.jsonl", _records(4))
+    run_dir, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    out = _train(["--cpu", "--colocate", "--hf-checkpoint", str(model), "--prompt-data", str(train), "--num-rollout", "2",
+                  "--actor-num-gpus-per-node", "2", "--rollout-backend", "sglang", "--num-engines", "2",
+                  "--rollout-batch-size", "2", "--n-samples-per-prompt", "2", "--rollout-max-response-len", "12",
+                  "--torch-threads", "1", "--ray-num-cpus", "2", "--trainer-threads", "1",
+                  "--lr", "1e-2", "--entropy-coef", "0.01", "--run-dir", str(run_dir), "--save", str(ckpt),
+                  "--save-interval", "1", "--quiet-table"], tmp_path).stdout
+    steps = [r for r in _metrics(run_dir) if "rollout/step" in r]
+    assert [r["rollout/step"] for r in steps] == [0, 1]
+    # start-up sync (v1), then one per step
+    assert [r["rollout/weight_version"] for r in steps] == [2, 3]
+    assert steps[1]["train/train_rollout_logprob_abs_diff"] < 1e-4
+    order = ("engines release all -> trainer onload -> engines resume weights -> weight sync -> trainer offload -> "
+             "engines resume kv_cache")
+    assert out.count(f"colocated hand-over: {order}") == 2, out[-4000:]
+    assert "colocated hand-over: engines resume weights -> weight sync -> trainer offload" in out  # start-up
+    for i in range(2):  # every engine got its payloads from its own trainer rank, in sessions
+        log = (run_dir / "engines" / f"engine{i}.log").read_text()
+        assert log.count("POST /begin_weight_update HTTP/1.1\" 200") == 3
+        assert log.count("POST /end_weight_update HTTP/1.1\" 200") == 3
+        assert "POST /update_weights_from_tensor HTTP/1.1\" 200" in log
+        assert "POST /release_memory_occupation HTTP/1.1\" 200" in log
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == "iter_0000002"

@@ -220,3 +220,65 @@ def test_parse_args_rejects(tmp_path, flags, message):
         parse_args(["--cpu", "--hf-checkpoint", str(model), "--prompt-data", "x.jsonl", "--num-rollout", "1",
                     "--run-dir", str(tmp_path / "run"), *flags])
     assert message in str(e.value)
+
+
+class _Remote:
+    """A Ray actor method stand-in: ``.remote(*args)`` records the call and returns ``fn(*args)`` (``get`` is the
+    identity), so the driver's hand-over logic runs without Ray."""
+
+    def __init__(self, log, name, fn=lambda *a: None):
+        self.log, self.name, self.fn = log, name, fn
+
+    def remote(self, *args):
+        self.log.append((self.name, *args))
+        return self.fn(*args)
+
+
+class _Rollout:
+    def __init__(self, log):
+        self.sleep, self.wake = _Remote(log, "engines.sleep"), _Remote(log, "engines.wake")
+        self.engine_urls = _Remote(log, "engines.urls", lambda: ["http://e0", "http://e1"])
+
+
+class _Trainer:
+    def __init__(self, log, failures=0):
+        self.log, self.failures = log, failures
+
+    def call(self, method, *args):
+        self.log.append((f"trainer.{method}", *args))
+        if method == "sync_weights" and self.failures:
+            from slime_ext.weight_sync import WeightSyncError
+
+            self.failures -= 1
+            raise WeightSyncError("http://e1/update_weights_from_distributed: Group x not in []")
+        return {"version": 1.0, "seconds": 0.0} if method == "sync_weights" else None
+
+
+def test_colocated_hand_over_order_and_sync_retries():
+    from slime_ext.train import Colocation
+    from slime_ext.weight_sync import WeightSyncError
+
+    log: list = []
+    c = Colocation(True, _Trainer(log, failures=1), _Rollout(log), lambda x: x, sync_retries=1)
+    c.release_engines()
+    c.onload_trainer()
+    assert c.sync_weights() == {"version": 1.0, "seconds": 0.0}
+    assert log == [
+        ("engines.sleep", ["weights", "kv_cache", "cuda_graph"]), ("trainer.wake",),
+        ("engines.wake", ["weights"], False), ("engines.urls",),
+        ("trainer.sync_weights", ["http://e0", "http://e1"], True),  # refused once (keep_paused: KV not back yet)
+        ("trainer.sync_weights", ["http://e0", "http://e1"], True),  # retried: only the sync, not the resume
+        ("trainer.sleep",), ("engines.wake", ["kv_cache", "cuda_graph"], True)]
+
+    log.clear()  # retries exhausted: the engine's error stops the run
+    c = Colocation(True, _Trainer(log, failures=2), _Rollout(log), lambda x: x, sync_retries=1)
+    with pytest.raises(WeightSyncError, match="Group x not in"):
+        c.sync_weights()
+    assert [e[0] for e in log].count("trainer.sync_weights") == 2 and ("trainer.sleep",) not in log
+
+    log.clear()  # not colocated: nothing changes hands, generation continues after the sync
+    c = Colocation(False, _Trainer(log), _Rollout(log), lambda x: x)
+    c.release_engines()
+    c.onload_trainer()
+    c.sync_weights()
+    assert log == [("engines.urls",), ("trainer.sync_weights", ["http://e0", "http://e1"], False)]
