@@ -13,7 +13,8 @@ retrieval is a single attention hop - a circuit a 2-layer, 64-wide Qwen3 learns 
 this scale, supervised or not; chat-template tokens after the question add a hop and slow learning a lot.)
 
 Everything else is the production path: prompts in a JSONL file read by ``datasets``, Ray placement, a
-Megatron-core trainer (local spec, gloo), torch engines behind sglang-router, the reward package (exact-match
+Megatron-core trainer (local spec, gloo), SGLang 0.5.23 engines on its CPU backend behind sglang-router
+(``--backend auto`` falls back to the torch engine where SGLang cannot run, and says so), the reward package (exact-match
 judge; responses are one token, so they end by the length cap: ``--no-punish-for-illform`` scores them anyway,
 and ``--non-thinking``), GRPO advantages, disk weight sync every step, eval (greedy) and checkpoints.
 
@@ -118,6 +119,7 @@ def main() -> int:
     p.add_argument("--filler", type=int, default=16, help="filler words per context")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--engines", type=int, default=2)
+    p.add_argument("--backend", choices=["auto", "sglang", "torch"], default="auto", help="rollout engines")
     p.add_argument("--window", type=int, default=5, help="running-mean window for the 0.8 crossing")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -144,7 +146,8 @@ def main() -> int:
         "--n-samples-per-eval-prompt", "1", "--eval-temperature", "0", "--eval-max-response-len", "1",
         "--non-thinking", "--no-punish-for-illform", "--judge", "exact", "--rubric-reward-ratio", "0",
         "--lr", str(a.lr), "--weight-decay", "0", "--clip-grad", "1.0", "--seed", str(a.seed),
-        "--num-engines", str(a.engines), "--torch-threads", "1", "--ray-num-cpus", str(os.cpu_count() or 2),
+        "--rollout-backend", a.backend, "--num-engines", str(a.engines), "--torch-threads", "1",
+        "--ray-num-cpus", str(os.cpu_count() or 2),
         "--run-dir", str(out / "run"), "--save", str(out / "checkpoints"), "--load", str(out / "checkpoints"),
         "--save-interval", "20",
     ]

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole loop on a CPU (a laptop is enough): GRPO of a tiny random Qwen3-architecture model on the quickstart
-# data, with the real pieces: megatron-core trainer (gloo), torch engines behind sglang-router, the entity rubric
+# data, with the real pieces: megatron-core trainer (gloo), SGLang 0.5.23 on its CPU backend behind sglang-router
+# (scripts/setup_sglang_cpu.sh; without it the torch fallback engine, with a line saying why), the entity rubric
 # reward, wandb offline. A random tiny model earns ~0 reward: this checks the plumbing, not learning
 # (benchmarks/learn.py shows learning).
 #
 # Trains:   `longtrace tiny-model` (2 layers, hidden 64) on `longtrace data build data_gen/configs/quickstart.json`
 #           (synthetic world, 2K-token contexts counted with the byte-level BPE the build trains, which the tiny
 #           model then uses as its tokenizer), 3 GRPO steps of 2 prompts x 4 samples, responses of at most 48 tokens.
-# Hardware: any CPU with ~4 GB of free memory; no GPU, no network after `scripts/setup_venv.sh`.
+# Hardware: an x86-64 CPU with AVX-512 for SGLang (any CPU for the fallback), ~6 GB of free memory (an SGLang engine
+#           holds ~2 GB); no GPU, no network after `scripts/setup_venv.sh` and `scripts/setup_sglang_cpu.sh`.
 # Run:      bash recipes/tiny-cpu.sh                  # output under runs/tiny-cpu (RUN_DIR overrides)
 #           NUM_ROLLOUT=4 bash recipes/tiny-cpu.sh    # every value below is an environment variable
 #           wandb files land in RUN_DIR (offline); `wandb sync RUN_DIR/wandb/offline-run-*` uploads them later.
@@ -26,6 +28,7 @@ DATA_DIR="${DATA_DIR:-$RUN_DIR/data}"
 TINY_MODEL="${TINY_MODEL:-$RUN_DIR/tiny-qwen3}"
 if [[ "${LT_DRY_RUN:-0}" != 1 ]]; then
     bash "$ROOT/scripts/setup_venv.sh"
+    bash "$ROOT/scripts/setup_sglang_cpu.sh" --if-available
     mkdir -p "$RUN_DIR"
     lt_log "training data: longtrace data build data_gen/configs/quickstart.json -> $DATA_DIR/dataset"
     "$VENV/bin/longtrace" data build "${DATA_CONFIG:-data_gen/configs/quickstart.json}" --workdir "$DATA_DIR"
@@ -63,7 +66,7 @@ EVAL_ARGS=(
     --eval-max-response-len "${MAX_RESPONSE_LEN:-48}"
 )
 
-# ---------------------------------------------------------------- CPU placement: one trainer process, one torch engine
+# ---------------------------------------------------------------- CPU placement: one trainer process, one engine
 PERF_ARGS=(
     --cpu
     --actor-num-nodes 1 --actor-num-gpus-per-node "${TRAINER_PROCS:-1}"
@@ -92,11 +95,13 @@ REWARD_ARGS=(
 WANDB_ARGS=()
 [[ "${USE_WANDB:-1}" == 1 ]] && WANDB_ARGS+=(--use-wandb --wandb-mode "${WANDB_MODE:-offline}" --wandb-project "${WANDB_PROJECT:-longtrace-rl-tiny}")
 
-# ---------------------------------------------------------------- engines: torch engines behind sglang-router
+# ---------------------------------------------------------------- engines: SGLang (CPU backend) behind sglang-router
+# auto: SGLang when scripts/setup_sglang_cpu.sh built its environment, else the torch fallback engine
 SGLANG_ARGS=(
-    --rollout-backend torch
+    --rollout-backend "${ROLLOUT_BACKEND:-auto}"
     --num-engines "${NUM_ENGINES:-1}"
     --torch-threads "${TORCH_THREADS:-1}"
+    --update-weight-transport "${UPDATE_WEIGHT_TRANSPORT:-disk}"
 )
 
 lt_launch "${MODEL_ARGS[@]}" "${CKPT_ARGS[@]}" "${ROLLOUT_ARGS[@]}" "${EVAL_ARGS[@]}" "${PERF_ARGS[@]}" \

@@ -3,20 +3,22 @@
 #
 #   bash scripts/quickstart.sh            # output under runs/quickstart/ (LONGTRACE_RUN_DIR overrides)
 #
-# The main job, end to end on CPU (about 2 minutes after the install on 2 cores):
+# The main job, end to end on CPU (a few minutes after the install on 2 cores):
 #   1. `longtrace data build` with the embedded config data_gen/configs/quickstart.json: synthetic world, BM25
 #      index, knowledge-graph walks, template questions, scripted search-agent trajectories, tiered distractors,
 #      2K-token contexts counted with a byte-level BPE trained on the world, HF dataset export (~10 s);
 #   2. `longtrace reward score` on the bundled sample responses (validity, rule judge, entity rubric, eta=0.3);
 #   3. `longtrace tiny-model`: a random-initialised Qwen3 (0.5M parameters) using the data build's tokenizer;
-#   4. `longtrace train`: GRPO under Ray - Megatron-core trainer (local spec, gloo), two torch rollout engines behind
-#      sglang-router, rewards, weight sync to the engines every step, eval, checkpoint, wandb (offline) and
-#      metrics.jsonl; a per-step table on the console. A random model earns no reward: the numbers show the
+#   4. `longtrace train`: GRPO under Ray - Megatron-core trainer (local spec, gloo), two real SGLang 0.5.23 engines on
+#      its CPU backend behind sglang-router (scripts/setup_sglang_cpu.sh builds their environment; where it cannot,
+#      the torch fallback engine runs and a line says why), rewards, weight sync to the engines every step, eval,
+#      checkpoint, wandb (offline) and metrics.jsonl; a per-step table on the console. A random model earns no reward: the numbers show the
 #      plumbing, `python benchmarks/learn.py` shows a tiny model learning.
 # Re-running resumes: the data build skips finished stages and training continues from the last checkpoint.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup_venv.sh"
+bash "$ROOT/scripts/setup_sglang_cpu.sh" --if-available
 cd "$ROOT"
 RUN_DIR="${LONGTRACE_RUN_DIR:-$ROOT/runs/quickstart}"
 BIN="${LONGTRACE_VENV:-$ROOT/.venv}/bin"
@@ -35,7 +37,10 @@ if [[ ! -f "$RUN_DIR/tiny-qwen3/config.json" ]]; then
     "$BIN/longtrace" tiny-model --out "$RUN_DIR/tiny-qwen3" --tokenizer "$RUN_DIR/data/local_bpe_8192"
 fi
 
-echo "== 4/4 GRPO training, $STEPS rollout steps (Ray, Megatron-core trainer, 2 torch engines behind sglang-router)"
+ENGINES="$("$BIN/python" -c 'from slime_ext.sglang_env import resolve_backend
+backend, note = resolve_backend("auto", "cpu")
+print("SGLang 0.5.23 engines on its CPU backend" if backend == "sglang" else f"torch fallback engines ({note})")')"
+echo "== 4/4 GRPO training, $STEPS rollout steps (Ray, Megatron-core trainer, 2 $ENGINES behind sglang-router)"
 "$BIN/longtrace" train --cpu --hf-checkpoint "$RUN_DIR/tiny-qwen3" \
     --prompt-data "$RUN_DIR/data/dataset/data/train.jsonl" \
     --eval-prompt-data quickstart "$RUN_DIR/data/dataset/data/eval.jsonl" --eval-interval 2 \

@@ -420,11 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="JSONL of samples (one line per sample)")
     p.add_argument("--model-path", required=True, help="HF checkpoint: tokenizer, and the engines' model when launched here")
     p.add_argument("--router-url", default=None, help="use running engines behind this router instead of launching")
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help="engines launched here")
+    p.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto",
+                   help="engines launched here; auto: SGLang where it can run, else the torch fallback engine")
     p.add_argument("--num-engines", type=int, default=1)
     p.add_argument("--rollout-num-gpus-per-engine", type=int, default=1)
     p.add_argument("--sglang-mem-fraction-static", type=float, default=None)
-    p.add_argument("--device", default="cpu", help="torch backend device")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available, else cpu")
     p.add_argument("--torch-threads", type=int, default=None)
     p.add_argument("--log-dir", default=None)
     p.add_argument("--no-reward", action="store_true", help="generate only")
@@ -441,10 +442,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from .router import RouterConfig
     from .sglang_engine import EngineConfig, EngineManager
+    from .sglang_env import default_device, resolve_backend
 
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        a.device = a.device or default_device()
+        if a.router_url is None:
+            a.backend, note = resolve_backend(a.backend, a.device)
+            if note:
+                print(f"longtrace rollout: {note}", file=sys.stderr)
         tokenizer = AutoTokenizer.from_pretrained(a.model_path)
         stop_ids = a.rollout_stop_token_ids if a.rollout_stop_token_ids is not None else default_stop_ids(tokenizer)
         cfg = rollout_config_from_args(a, stop_ids)
