@@ -149,6 +149,13 @@ class TrainActor:
         if self._agree(error) is None:
             groups = (g for b in buckets(self.trainer.hf_named_tensors(), int(ws.cfg.bucket_mb * 2**20)) for g in by_dtype(b))
             for group in groups:
+                if engine is not None and error is None:
+                    try:
+                        ws.check(((n, t.shape) for n, t in group), "the trainer")
+                    except WeightSyncError as e:
+                        error = str(e)
+                if self._agree(error) is not None:
+                    break
                 flat = flatten_bucket(group)
                 payload = serialize_tensors(flat) if mine is not None else None
                 payloads = [payload]

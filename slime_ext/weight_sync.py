@@ -188,6 +188,41 @@ def deserialize_tensors(payload: str) -> Any:
     return pickle.loads(base64.b64decode(payload))
 
 
+def checkpoint_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of an HF safetensors checkpoint, from the file headers (no tensor is read)."""
+    from safetensors import safe_open
+
+    out: dict[str, tuple[int, ...]] = {}
+    for f in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h:
+            for name in h.keys():
+                out[name] = tuple(h.get_slice(name).get_shape())
+    return out
+
+
+def check_tensors(expected: dict[str, tuple[int, ...]], named: Iterable[tuple[str, Sequence[int]]], source: str) -> None:
+    """Refuse, before any engine sees them, tensors SGLang would mishandle: a name its model does not have is
+    silently ignored (measured: ``success: true``, nothing loaded) and a wrong shape kills its scheduler (an
+    assertion in the weight loader takes the whole server down). ``expected`` is the checkpoint the engines started
+    from; a tied ``lm_head.weight`` is allowed (SGLang skips it)."""
+    unknown, misshaped = [], []
+    for name, shape in named:
+        want = expected.get(name)
+        if want is None:
+            embed = expected.get("model.embed_tokens.weight")
+            if not (name == "lm_head.weight" and embed is not None and tuple(shape) == embed):
+                unknown.append(name)
+        elif tuple(shape) != want:
+            misshaped.append(f"{name} {tuple(shape)} (the engines' checkpoint has {want})")
+    problems = ([f"{len(unknown)} tensor(s) the engines' model does not have, which SGLang would silently ignore: "
+                 f"{', '.join(unknown[:5])}"] if unknown else []) + \
+               ([f"{len(misshaped)} tensor(s) of another shape, on which SGLang's loader asserts and the engine dies: "
+                 f"{'; '.join(misshaped[:5])}"] if misshaped else [])
+    if problems:
+        raise WeightSyncError(f"weights from {source} do not fit the engines' model; nothing was sent: "
+                              + " / ".join(problems))
+
+
 # ---- the weight-update process group ----------------------------------------------------------------------------
 
 def init_weight_update_group(backend: str, master_address: str, master_port: int, world_size: int, rank: int,
@@ -344,7 +379,8 @@ class WeightSync:
         self._urls = engine_urls if callable(engine_urls) else (lambda: list(engine_urls))
         self._client = client
         self.version = cfg.initial_version
-        self.template_dir = template_dir  # disk: config/tokenizer files copied next to the weights
+        self.template_dir = template_dir  # the engines' checkpoint: names and shapes to check, config files to copy
+        self._expected: dict[str, tuple[int, ...]] | None = None
         self._group: Any = None
         self._group_urls: list[str] = []
         self.history: list[dict] = []  # one entry per sync: version, seconds, bytes, engines
@@ -357,10 +393,19 @@ class WeightSync:
     def engines(self) -> list[EngineControl]:
         return [EngineControl(u, self.client()) for u in self._urls()]
 
+    def check(self, named: Iterable[tuple[str, Sequence[int]]], source: str) -> None:
+        """``check_tensors`` against ``template_dir`` (the checkpoint the engines started from); no-op without it."""
+        if self.template_dir is None:
+            return
+        if self._expected is None:
+            self._expected = checkpoint_shapes(self.template_dir)
+        check_tensors(self._expected, named, source)
+
     async def sync(self, named_tensors: Iterable[tuple[str, Any]] | dict, keep_paused: bool = False) -> int:
         """Every engine gets ``named_tensors``; returns the new version. On failure the version is unchanged, the
         engines' update sessions are closed and generation continues (unless ``keep_paused``)."""
         named = list(named_tensors.items() if isinstance(named_tensors, dict) else named_tensors)
+        self.check(((n, t.shape) for n, t in named), "the trainer")
         transport = self.cfg.transport
         if transport == "tensor" and self.cfg.engine_ranks > 1:
             raise WeightSyncError("the tensor transport needs one payload per engine TP rank, each made on that rank's "
@@ -379,6 +424,8 @@ class WeightSync:
 
     async def sync_from_path(self, path: str, keep_paused: bool = False) -> int:
         """Disk transport with a checkpoint the trainer already wrote (its HF export)."""
+        self.check(checkpoint_shapes(path).items(), str(path))
+
         async def send(engines, version):
             await self._load_from_disk(engines, str(path), version)
         return await self._sync(send, 0, 0, keep_paused)
@@ -506,22 +553,34 @@ class WeightSync:
 
     async def _broadcast_bucket(self, engines: list[EngineControl], body: dict, tensors: list[Any]) -> None:
         """Post the bucket to every engine while rank 0 broadcasts it. An engine that refuses never receives, which
-        would leave the broadcast (and the trainer) blocked: the group is torn down on the engines, which ends the
-        broadcast, and the error names the engine."""
+        would leave the broadcast (and the trainer) blocked; a broadcast that fails here leaves the engines waiting
+        for it. Either way the group is torn down on the engines (which ends both sides' waits), and the error names
+        the engine or the broadcast."""
         sending = Broadcast(self._group, tensors)
-        posts = [asyncio.ensure_future(e.post("/update_weights_from_distributed", body)) for e in engines]
-        results = await asyncio.gather(*posts, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if not errors:
-            await sending.wait()
-            return
+        posts = asyncio.ensure_future(asyncio.gather(
+            *(e.post("/update_weights_from_distributed", body) for e in engines), return_exceptions=True))
+        sent = asyncio.ensure_future(sending.wait())
+        done, _ = await asyncio.wait({posts, sent}, return_when=asyncio.FIRST_COMPLETED)
+        if sent in done and sent.exception() is not None:
+            error: BaseException | None = sent.exception()
+        else:
+            error = next((r for r in await posts if isinstance(r, BaseException)), None)
+            if error is None:
+                await sent
+                return
         group, self._group = self._group, None
         await self._destroy_on(engines)
+        if not posts.done():  # the engines' receives end with their group
+            await asyncio.wait({posts}, timeout=60)
+        if sent.done():
+            sent.exception()  # retrieved: no "exception never retrieved" warning
+        else:
+            sent.cancel()
         if not sending.abort(wait_s=30.0):
             log.error("the weight broadcast thread is still blocked after the group was torn down; it ends at the "
                       "group timeout (%g s)", self.cfg.timeout_s)
         self._destroy_local(group)
-        raise WeightSyncError(f"update_weights_from_distributed refused: {errors[0]} (the weight-update group was torn "
+        raise WeightSyncError(f"update_weights_from_distributed failed: {error} (the weight-update group was torn "
                               "down; the next sync builds a new one)")
 
     async def _destroy_on(self, engines: list[EngineControl]) -> None:

@@ -1,8 +1,8 @@
 """README command 1, shortened: `bash scripts/quickstart.sh` with one training step, into a temporary run dir.
 
 The same script users run: data build from the embedded config -> reward table -> tiny model on the build's
-tokenizer -> `longtrace train` (Ray, Megatron-core trainer, torch engines behind sglang-router, rubric reward,
-wandb offline, eval, checkpoint)."""
+tokenizer -> `longtrace train` (Ray, Megatron-core trainer, SGLang engines on its CPU backend behind sglang-router,
+rubric reward, wandb offline, eval, checkpoint)."""
 from __future__ import annotations
 
 import json
@@ -28,6 +28,10 @@ def test_quickstart_one_step(tmp_path):
     out = proc.stdout
     for stage in ("== 1/4", "== 2/4", "== 3/4", "== 4/4", "== done"):
         assert stage in out, stage
+    from slime_ext.sglang_env import sglang_unavailable
+
+    why = sglang_unavailable("cpu")  # real SGLang where it can run here, else the fallback, saying why
+    assert ("2 SGLang 0.5.23 engines on its CPU backend" in out) if why is None else (why in out), out[-3000:]
 
     # 1. the dataset: training records carry the rubric the reward reads
     train = (run_dir / "data" / "dataset" / "data" / "train.jsonl").read_text().splitlines()

@@ -250,3 +250,22 @@ def test_pruning_keeps_the_version_just_loaded_and_drops_an_earlier_runs_leftove
         (tmp_path / f"weight_v{v}").mkdir()
     prune_weight_dirs(tmp_path, keep=2, current=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weight_v2", "weight_v3", "weight_vx"]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ([("model.not_a_layer.weight", torch.zeros(3))], "does not have, which SGLang would silently ignore: model.not_a_layer"),
+    ([("model.norm.weight", torch.zeros(3))], r"model.norm.weight \(3,\) \(the engines' checkpoint has \(64,\)\)"),
+])
+@pytest.mark.parametrize("transport", ["disk", "tensor"])
+def test_tensors_that_do_not_fit_the_engines_model_are_refused_before_they_reach_it(transport, bad, match, engine,
+                                                                                    sglang_model, tmp_path):
+    """Measured on SGLang 0.5.23: a tensor name its model lacks is ignored with success true, and a wrong shape makes
+    its weight loader assert and the server die. So the sync checks names and shapes against the checkpoint the
+    engines started from, and refuses before anything is sent."""
+    named, _ = perturbed(sglang_model, seed=9)
+    cfg = WeightSyncConfig(transport=transport, disk_dir=str(tmp_path / "sync"), bucket_mb=1)
+    with pytest.raises(WeightSyncError, match=match):
+        run_sync(engine.url, cfg, named + bad, template=sglang_model)
+    assert not (tmp_path / "sync").exists()  # nothing written either
+    ids, lps, version = greedy(engine)
+    assert version == "default" and lps == pytest.approx(reference_logprobs(sglang_model, PROMPT, ids), abs=2e-3)
