@@ -424,11 +424,13 @@ class WeightSync:
 
     async def sync_from_path(self, path: str, keep_paused: bool = False) -> int:
         """Disk transport with a checkpoint the trainer already wrote (its HF export)."""
-        self.check(checkpoint_shapes(path).items(), str(path))
+        shapes = checkpoint_shapes(path)
+        self.check(shapes.items(), str(path))
 
         async def send(engines, version):
             await self._load_from_disk(engines, str(path), version)
-        return await self._sync(send, 0, 0, keep_paused)
+        nbytes = sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
+        return await self._sync(send, nbytes, len(shapes), keep_paused)
 
     async def _sync(self, send, nbytes: int, ntensors: int, keep_paused: bool) -> int:
         engines = self.engines()

@@ -39,11 +39,12 @@ def busy(url: str) -> int:
     return httpx.get(f"{url}/v1/loads", timeout=2).json()["loads"][0]["num_running_reqs"]
 
 
-def kill_when_busy(pid: int, url: str, done: threading.Event, min_running: int = 2) -> None:
+def kill_when_busy(pid: int, urls: list[str], done: threading.Event, min_running: int) -> None:
+    """SIGKILL the process group ``pid`` once the engines at ``urls`` decode ``min_running`` requests together."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if busy(url) >= min_running:
+            if sum(busy(u) for u in urls) >= min_running:
                 os.killpg(pid, signal.SIGKILL)
                 done.set()
                 return
@@ -108,7 +109,7 @@ def test_engine_killed_mid_rollout_is_restarted_and_no_sample_is_lost(manager, s
     victim = manager.engines[0]
     old_pid, events = victim.process.pid, len(manager.events)
     killed = threading.Event()
-    killer = threading.Thread(target=kill_when_busy, args=(old_pid, victim.url, killed))
+    killer = threading.Thread(target=kill_when_busy, args=(old_pid, [victim.url], killed, 2))
     killer.start()
     result = run_rollout(sglang_model, manager.router_url, manager.recover)
     killer.join(timeout=60)
@@ -129,19 +130,7 @@ def test_engine_killed_mid_rollout_is_restarted_and_no_sample_is_lost(manager, s
 def test_router_killed_mid_rollout_is_restarted_and_no_sample_is_lost(manager, sglang_model):
     old_pid, events = manager.router_process.pid, len(manager.events)
     killed = threading.Event()
-
-    def kill_router():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if sum(busy(u) for u in manager.engine_urls) >= 4:
-                    os.killpg(old_pid, signal.SIGKILL)
-                    killed.set()
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
-    killer = threading.Thread(target=kill_router)
+    killer = threading.Thread(target=kill_when_busy, args=(old_pid, manager.engine_urls, killed, 4))
     killer.start()
     result = run_rollout(sglang_model, manager.router_url, manager.recover)
     killer.join(timeout=60)
