@@ -90,6 +90,8 @@ class TrainActor:
         """Push the current weights to the engines (collective); returns the new version and the time taken.
         ``keep_paused``: the engines stay paused afterwards (the colocated loop resumes their KV cache first).
         Raises WeightSyncError on every rank when an engine refused, naming it."""
+        import torch.distributed as dist
+
         from .weight_sync import WeightSyncError, prune_weight_dirs
 
         start = time.perf_counter()
@@ -101,9 +103,9 @@ class TrainActor:
                 path = Path(cfg.disk_dir) / f"weight_v{version}"
                 if self.rank == 0 and path.exists():  # an earlier run's: its shards must not mix with these
                     shutil.rmtree(path)
-                self._agree(None)
+                dist.barrier()
                 self.trainer.export_hf(path)  # every stage writes its shards
-                self._agree(None)  # all shards are on disk before an engine reads them
+                dist.barrier()  # all shards are on disk before an engine reads them
                 if self.rank == 0:
                     self.loop.run(self.weight_sync.sync_from_path(str(path), keep_paused))
                     prune_weight_dirs(Path(cfg.disk_dir), cfg.keep_last, version)
@@ -149,13 +151,6 @@ class TrainActor:
         if self._agree(error) is None:
             groups = (g for b in buckets(self.trainer.hf_named_tensors(), int(ws.cfg.bucket_mb * 2**20)) for g in by_dtype(b))
             for group in groups:
-                if engine is not None and error is None:
-                    try:
-                        ws.check(((n, t.shape) for n, t in group), "the trainer")
-                    except WeightSyncError as e:
-                        error = str(e)
-                if self._agree(error) is not None:
-                    break
                 flat = flatten_bucket(group)
                 payload = serialize_tensors(flat) if mine is not None else None
                 payloads = [payload]
@@ -164,6 +159,7 @@ class TrainActor:
                     dist.gather_object(payload, payloads, dst=mine * tp, group=self._engine_groups[mine])
                 if engine is not None and error is None:
                     try:
+                        ws.check(((n, t.shape) for n, t in group), "the trainer")
                         self.loop.run(post_tensor_bucket(engine, payloads, version))
                     except WeightSyncError as e:
                         error = str(e)
