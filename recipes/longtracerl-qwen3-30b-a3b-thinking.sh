@@ -144,8 +144,8 @@ fi
 
 # ---------------------------------------------------------------- SGLang engines, colocated, weight sync
 # Several nodes, colocated: weights go to the engines through files on the shared filesystem. (The tensor
-# transport hands CUDA-IPC handles from trainer rank 0, which engines on other nodes cannot open, and the NCCL
-# transport would need trainer rank 0 and an engine rank on the same GPU in one NCCL group.)
+# transport feeds each engine from the trainer ranks on its GPUs, but with PP 2 each of them holds half the layers,
+# and the NCCL transport would need trainer rank 0 and an engine rank on the same GPU in one NCCL group.)
 SGLANG_ARGS=(
     --colocate
     --rollout-backend sglang
@@ -157,9 +157,10 @@ SGLANG_ARGS=(
     --update-weight-transport "${WEIGHT_TRANSPORT:-disk}"
     --update-weight-disk-dir "${UPDATE_WEIGHT_DIR:-$RUN_DIR/weights}"
 )
-# SGLang's expert parallelism inside each TP-8 engine (the paper: EP 8); SGLANG_EXTRA_ARGS= (empty) drops it.
-SGLANG_EXTRA_ARGS="${SGLANG_EXTRA_ARGS---ep-size 8}"
-[[ -n "$SGLANG_EXTRA_ARGS" ]] && SGLANG_ARGS+=(--sglang-extra-args "$SGLANG_EXTRA_ARGS")
+# SGLang's expert parallelism inside each TP-8 engine (the paper: EP 8), and its output layer in fp32 like the
+# trainer's (rollout log-probs feed the IcePop ratio); SGLANG_EXTRA_ARGS= (empty) drops both.
+SGLANG_EXTRA_ARGS="${SGLANG_EXTRA_ARGS---ep-size 8 --enable-fp32-lm-head}"
+[[ -n "$SGLANG_EXTRA_ARGS" ]] && SGLANG_ARGS+=("--sglang-extra-args=$SGLANG_EXTRA_ARGS")  # "=": the value starts with --
 
 lt_check_ray_gpus "$GPUS"
 lt_mkdir "$RUN_DIR"

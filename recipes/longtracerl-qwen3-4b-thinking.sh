@@ -146,7 +146,8 @@ fi
 
 # ---------------------------------------------------------------- SGLang engines, colocated, weight sync
 # PP > 1 and several nodes, colocated: weights go to the engines through files on the shared filesystem (the
-# tensor and NCCL transports send from trainer rank 0, which holds one pipeline stage only; see docs/recipes.md).
+# tensor transport feeds each engine from the trainer ranks on its GPUs, each holding one pipeline stage only, and
+# the NCCL one sends from trainer rank 0; see docs/recipes.md).
 SGLANG_ARGS=(
     --colocate
     --rollout-backend sglang
@@ -158,7 +159,10 @@ SGLANG_ARGS=(
     --update-weight-transport "${WEIGHT_TRANSPORT:-disk}"
     --update-weight-disk-dir "${UPDATE_WEIGHT_DIR:-$RUN_DIR/weights}"
 )
-[[ -n "${SGLANG_EXTRA_ARGS:-}" ]] && SGLANG_ARGS+=(--sglang-extra-args "$SGLANG_EXTRA_ARGS")
+# SGLang's output layer in fp32, like the trainer's (rollout log-probs feed the IcePop ratio);
+# SGLANG_EXTRA_ARGS= (empty) drops it.
+SGLANG_EXTRA_ARGS="${SGLANG_EXTRA_ARGS---enable-fp32-lm-head}"
+[[ -n "$SGLANG_EXTRA_ARGS" ]] && SGLANG_ARGS+=("--sglang-extra-args=$SGLANG_EXTRA_ARGS")  # "=": the value starts with --
 
 lt_check_ray_gpus "$GPUS"
 lt_mkdir "$RUN_DIR"

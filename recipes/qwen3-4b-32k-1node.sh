@@ -124,7 +124,10 @@ SGLANG_ARGS=(
     --sglang-context-length "${MAX_CONTEXT_LEN:-32768}"
     --update-weight-transport "${WEIGHT_TRANSPORT:-tensor}"
 )
-[[ -n "${SGLANG_EXTRA_ARGS:-}" ]] && SGLANG_ARGS+=(--sglang-extra-args "$SGLANG_EXTRA_ARGS")
+# SGLang's output layer in fp32, like the trainer's (rollout log-probs feed the IcePop ratio);
+# SGLANG_EXTRA_ARGS= (empty) drops it.
+SGLANG_EXTRA_ARGS="${SGLANG_EXTRA_ARGS---enable-fp32-lm-head}"
+[[ -n "$SGLANG_EXTRA_ARGS" ]] && SGLANG_ARGS+=("--sglang-extra-args=$SGLANG_EXTRA_ARGS")  # "=": the value starts with --
 
 lt_mkdir "$RUN_DIR"
 lt_launch "${MODEL_ARGS[@]}" "${CKPT_ARGS[@]}" "${ROLLOUT_ARGS[@]}" "${EVAL_ARGS[@]}" "${PERF_ARGS[@]}" \

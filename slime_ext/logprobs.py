@@ -7,7 +7,10 @@ the backward pass recomputes it instead of keeping it: peak extra memory is one 
 be 97 GB; a 4,096-row chunk at TP=4 is 0.6 GB.
 
 The log-probs come from megatron's ``vocab_parallel_cross_entropy`` on logits divided by the rollout
-temperature, the convention SGLang's returned log-probs must be compared under.
+temperature, the convention SGLang's returned log-probs must be compared under. The output matmul runs in fp32 even
+when the model is bf16 (hidden states and the weight shard upcast; the weight once per call): bf16 logits are
+rounded to a step of 0.125 near 20, which puts errors of a few 1e-2 on each token's log-prob, straight into the
+IcePop / TIS ratio exp(train - rollout) (review defect #12). SGLang's matching option is ``--enable-fp32-lm-head``.
 """
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.T
                     temperature: float, with_entropy: bool):
     from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
-    logits = F.linear(hidden, weight).float()
+    logits = F.linear(hidden.float(), weight)  # weight: fp32 already (response_logprobs)
     if temperature != 1.0:
         logits = logits / temperature
     logits = _mask_padded_vocab(logits, real_vocab)
@@ -96,6 +99,7 @@ def response_logprobs(
     selected = hidden[positions, 0]  # [N, H]
     if not sequence_parallel:
         selected = copy_to_tensor_model_parallel_region(selected)  # backward all-reduces the partial gradients
+    weight = weight.float()  # fp32 head (a no-op in fp32 training); gradients flow back to the bf16 shard
     logps, entropies = [], []
     for start in range(0, selected.shape[0], chunk_size):
         args = (selected[start:start + chunk_size], weight, targets[start:start + chunk_size], real_vocab,

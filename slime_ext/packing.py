@@ -3,8 +3,9 @@
 * ``first_fit_decreasing``: samples sorted by length, each put into the first bin with room under
   ``max_tokens`` (a sample longer than the budget gets a bin of its own).
 * ``balance_micro_batches``: every DP rank gets the same number of micro-batches (bins are split when the count
-  does not divide), and bins are dealt largest-cost-first to the cheapest rank, where the cost counts the
-  quadratic attention term (``flops.sequence_cost``), not just tokens.
+  does not divide; when too few samples are left to split, the short ranks get empty bins, which the trainer runs
+  as zero-weight micro-batches), and bins are dealt largest-cost-first to the cheapest rank, where the cost counts
+  the quadratic attention term (``flops.sequence_cost``), not just tokens.
 * ``build_micro_batch``: one packed sequence: positions restart at 0 for every sample, no attention crosses
   samples (a block-diagonal causal mask for the local spec; ``cu_seqlens`` / THD ``PackedSeqParams`` for
   transformer-engine), padded to a multiple of TP (sequence parallelism) or 2*CP, plus the response positions
@@ -40,15 +41,16 @@ def first_fit_decreasing(lengths: Sequence[int], max_tokens: int) -> list[list[i
 def balance_micro_batches(
     bins: list[list[int]], dp_size: int, cost: Callable[[list[int]], float]
 ) -> list[list[list[int]]]:
-    """Deal bins to ``dp_size`` ranks: equal counts per rank, balanced estimated cost."""
+    """Deal bins to ``dp_size`` ranks: equal counts per rank, balanced estimated cost. Every rank must run the same
+    number of micro-batches (the gradient all-reduce and the pipeline schedule count on it); when the samples cannot
+    be split that far (7 single-sample bins over 4 ranks: filtering and dropped groups make such batches), the ranks
+    that come up short get empty bins (``[]``), to be run as zero-weight micro-batches."""
     bins = [list(b) for b in bins if b]
     while len(bins) % dp_size:
         splittable = [b for b in bins if len(b) > 1]
         if not splittable:
-            raise ValueError(
-                f"cannot give {dp_size} data-parallel ranks the same number of micro-batches: "
-                f"{len(bins)} single-sample bins (the global batch needs more samples)"
-            )
+            bins += [[] for _ in range(-len(bins) % dp_size)]
+            break
         biggest = max(splittable, key=cost)
         bins.remove(biggest)
         half = len(biggest) // 2
@@ -101,6 +103,7 @@ class MicroBatch:
     response_lengths: list[int] = field(default_factory=list)  # per sample, in ``items`` order
     num_tokens: int = 0  # real (unpadded) tokens
     cp_token_index: torch.Tensor | None = None  # context parallel: where this rank's response tokens belong
+    cp_owners: list[list[int]] | None = None  # context parallel: the same for every CP rank (fixed-size gathers)
 
     @property
     def num_response_tokens(self) -> int:

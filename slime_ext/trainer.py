@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -224,14 +224,36 @@ class MegatronTrainer:
         per_rank = balance_micro_batches(
             bins, ps.get_data_parallel_world_size(), lambda b: sum(sequence_cost(self.arch, lengths[i]) for i in b)
         )
-        mine = per_rank[ps.get_data_parallel_rank()]
+        empty = sum(not b for r in per_rank for b in r)
+        if empty:
+            log.info("%d sample(s) over %d data-parallel ranks: %d zero-weight micro-batch(es) even out the ranks",
+                     len(items), len(per_rank), empty)
+        return [self._micro_batch(items, b) if b else self._zero_weight_micro_batch(items)
+                for b in per_rank[ps.get_data_parallel_rank()]]
+
+    def _micro_batch(self, items: Sequence[TrainItem], indices: Sequence[int]) -> MicroBatch:
+        from megatron.core import parallel_state as ps
+
+        par = self.cfg.parallel
         if par.cp > 1:
             from .context_parallel import build_cp_micro_batch
 
-            cp_rank = ps.get_context_parallel_rank()
-            return [build_cp_micro_batch(items, b, cp_size=par.cp, cp_rank=cp_rank, device=self.device)[0] for b in mine]
+            tp = par.tp if par.sequence_parallel else 1
+            return build_cp_micro_batch(items, indices, cp_size=par.cp, cp_rank=ps.get_context_parallel_rank(),
+                                        tp_size=tp, device=self.device)[0]
         pad = par.tp if par.sequence_parallel else 1
-        return [build_micro_batch(items, b, pad_to_multiple=pad, thd=self.use_te, device=self.device) for b in mine]
+        return build_micro_batch(items, indices, pad_to_multiple=pad, thd=self.use_te, device=self.device)
+
+    def _zero_weight_micro_batch(self, items: Sequence[TrainItem]) -> MicroBatch:
+        """The shortest sample with every loss weight and mask at 0: a rank without samples runs it, so that every
+        rank takes part in the same number of forward/backward passes; it adds nothing to the loss, the gradients or
+        the metrics, and its log-probs are not reported (``items`` is empty)."""
+        it = min(items, key=lambda x: x.length)
+        r = len(it.response_tokens)
+        dummy = replace(it, loss_mask=[0] * r, advantage=0.0, loss_weight=0.0)
+        mb = self._micro_batch([dummy], [0])
+        mb.items = []
+        return mb
 
     def _run(self, micro_batches: list[MicroBatch], *, forward_only: bool, loss_fn) -> None:
         from megatron.core.pipeline_parallel import get_forward_backward_func
@@ -274,8 +296,8 @@ class MegatronTrainer:
                 from .context_parallel import gather_token_values
 
                 total, group = sum(mb.response_lengths), ps.get_context_parallel_group()
-                logp = gather_token_values(logp, mb.cp_token_index, total, group)
-                entropy = None if entropy is None else gather_token_values(entropy, mb.cp_token_index, total, group)
+                logp = gather_token_values(logp, mb.cp_owners, total, group)
+                entropy = None if entropy is None else gather_token_values(entropy, mb.cp_owners, total, group)
             per_logp = logp.split(mb.response_lengths)
             per_ent = entropy.split(mb.response_lengths) if entropy is not None else [None] * len(mb.items)
             for i, lp, en in zip(mb.items, per_logp, per_ent):

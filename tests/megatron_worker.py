@@ -34,6 +34,30 @@ def make_items(vocab: int, n: int = 8, seed: int = 0, rollout_logprobs: bool = F
     return items
 
 
+def head_errors() -> dict:
+    """Max |log-prob error| against an fp64 reference, bf16 hidden states and weight with logits around 20-30:
+    the trainer's head (fp32 matmul) and the bf16-logits computation it replaced."""
+    import torch.nn.functional as F
+    from megatron.core import parallel_state as ps
+
+    from slime_ext.logprobs import response_logprobs
+    from slime_ext.trainer import init_distributed
+
+    init_distributed()
+    ps.initialize_model_parallel()
+    g = torch.Generator().manual_seed(0)
+    hidden = (torch.randn(64, 1, 256, generator=g) * 2.0).bfloat16()
+    weight = (torch.randn(1024, 256, generator=g) * 0.15).bfloat16()
+    targets = torch.randint(0, 1024, (64,), generator=g)
+    positions = torch.arange(64)
+    exact = torch.log_softmax(hidden[:, 0].double() @ weight.double().T, -1)[positions, targets]
+    ours, _ = response_logprobs(hidden, weight, positions, targets, real_vocab=1024, sequence_parallel=False, chunk_size=16)
+    rounded = torch.log_softmax(F.linear(hidden[:, 0], weight).float(), -1)[positions, targets]
+    logits = (hidden[:, 0].double() @ weight.double().T)
+    return {"fp32_head": float((ours.double() - exact).abs().max()), "bf16_logits": float((rounded.double() - exact).abs().max()),
+            "max_logit": float(logits.abs().max())}
+
+
 def trainer_for(args):
     from slime_ext.loss import LossConfig
     from slime_ext.megatron_model import ParallelConfig
@@ -57,7 +81,7 @@ def trainer_for(args):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["logprobs", "train", "ckpt"])
+    p.add_argument("scenario", choices=["logprobs", "train", "ckpt", "head"])
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--tp", type=int, default=1)
@@ -79,12 +103,17 @@ def main() -> None:
                    help="also compute HF log-probs of the same weights with plain RoPE (rope scaling removed)")
     p.add_argument("--long-prompts", type=int, default=None, metavar="N",
                    help="prompts of N to 2N tokens (instead of 3 to 20)")
+    p.add_argument("--n-items", type=int, default=8, help="samples per batch")
     p.add_argument("--mode", choices=["full", "save", "resume"])
     p.add_argument("--ckpt")
     args = p.parse_args()
 
     import torch.distributed as dist
 
+    if args.scenario == "head":  # the output layer of response_logprobs in bf16: fp32 head vs bf16 logits
+        (args.out).mkdir(parents=True, exist_ok=True)
+        (args.out / "result.json").write_text(json.dumps(head_errors()))
+        return
     trainer = trainer_for(args)
     vocab = trainer.arch.vocab_size
     result: dict = {}
@@ -115,7 +144,7 @@ def main() -> None:
                 config.rope_parameters = {"rope_type": "default", "rope_theta": config.rope_parameters["rope_theta"]}
                 result["hf_plain_logprobs"] = hf_logprobs(config)[0]
     elif args.scenario == "train":
-        items = make_items(vocab, rollout_logprobs=args.tis is not None)
+        items = make_items(vocab, n=args.n_items, rollout_logprobs=args.tis is not None)
         result["logprobs_before"] = trainer.compute_logprobs(items)
         trainer.compute_gradients(items)
         trainer.export_hf(args.out / "grads", source="grad")

@@ -347,11 +347,16 @@ def test_sglang_pass_through_flags_and_env_exist_in_the_pinned_release():
         if recipe.name == "tiny-cpu.sh":
             continue
         args = train_args(dry_run(recipe))
+        given = [a.split("=", 1)[1] for a in args if a.startswith("--sglang-extra-args=")]
         if "--sglang-extra-args" in args:
-            extra = shlex.split(args[args.index("--sglang-extra-args") + 1])
+            given.append(args[args.index("--sglang-extra-args") + 1])
+        for value in given:
+            extra = shlex.split(value)
             flags = [f for f in extra if f.startswith("--")]
             missing = [f for f in flags if f[2:].replace("-", "_") not in fields]
             assert not missing, f"{recipe.name}: not SGLang server arguments: {missing}"
+            if recipe.name != "tiny-cpu.sh":  # the rollout log-probs feed IcePop: SGLang's head in fp32 like ours
+                assert "--enable-fp32-lm-head" in extra, recipe.name
         for var in re.findall(r"export (SGLANG_[A-Z_]+)=", recipe.read_text()):
             assert var in environ, f"{recipe.name}: SGLang has no environment variable {var}"
 

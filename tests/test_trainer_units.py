@@ -150,8 +150,10 @@ def test_balance_gives_equal_counts_and_balanced_cost():
     assert sorted(i for r in ranks for b in r for i in b) == list(range(len(lengths)))
     loads = [sum(cost(b) for b in r) for r in ranks]
     assert {0, 7} != {i for b in ranks[0] for i in b} & {0, 7}  # the two big samples land on different ranks
-    with pytest.raises(ValueError, match="same number of micro-batches"):
-        balance_micro_batches([[0], [1], [2]], 2, cost)
+    # too few samples to split: the short ranks get empty bins (run as zero-weight micro-batches), never an error
+    ranks = balance_micro_batches([[i] for i in range(7)], 4, cost)
+    assert [len(r) for r in ranks] == [2, 2, 2, 2]
+    assert sorted(i for r in ranks for b in r for i in b) == list(range(7)) and sum(not b for r in ranks for b in r) == 1
 
 
 def test_block_causal_mask():
@@ -207,9 +209,62 @@ def test_cp_micro_batches_reassemble_the_full_batch():
     assert sum(mb.targets.numel() for mb, _ in shares) == total
     values = [torch.arange(mb.targets.numel(), dtype=torch.float32) + 100 * r for r, (mb, _) in enumerate(shares)]
     out = torch.zeros(total)
-    for (mb, index), v in zip(shares, values):
-        out += gather_token_values(v, index, total)  # single-process form of the CP gather
+    for r, ((mb, index), v) in enumerate(zip(shares, values)):
+        assert mb.cp_owners[r] == index.tolist()  # every rank knows every rank's share
+        out += gather_token_values(v, [index.tolist()], total)  # single-process form of the CP gather
     assert sorted(out.tolist()) == sorted(torch.cat(values).tolist())
+
+
+# the recipes' CP layouts (TP4 x CP4 + SP: the three LongTraceRL recipes; TP2 x CP2 + SP: the 1-node one) and a few more
+@pytest.mark.parametrize("tp,cp", [(4, 4), (2, 2), (4, 2), (2, 4), (8, 2), (3, 2)])
+def test_cp_with_sequence_parallel_splits_evenly_for_every_rank(tp, cp):
+    """What megatron asserts of a CP + SP micro-batch, over random sample lengths (review defect #7): every CP rank
+    holds the same number of tokens, divisible by TP (the sequence-parallel scatter); every cu_seqlens segment is a
+    multiple of 2*cp (transformer-engine divides them by cp); the last one is the global length; every response
+    token is computed by exactly one rank."""
+    pytest.importorskip("megatron.core")
+    import random
+
+    rng = random.Random(tp * 100 + cp)
+    for trial in range(60):
+        items = [TrainItem([1] * rng.randint(1, 40), [2] * rng.randint(1, 30)) for _ in range(rng.randint(1, 6))]
+        indices = list(range(len(items)))
+        shares = [build_cp_micro_batch(items, indices, cp_size=cp, cp_rank=r, tp_size=tp) for r in range(cp)]
+        local = {mb.tokens.shape[1] for mb, _ in shares}
+        assert len(local) == 1, (trial, local)
+        n = local.pop()
+        assert n % tp == 0, (trial, n, tp)
+        cu = shares[0][0].packed_seq_params.cu_seqlens_q.tolist()
+        assert cu[-1] == n * cp and all((b - a) % (2 * cp) == 0 for a, b in zip(cu, cu[1:]))
+        for mb, _ in shares:
+            assert mb.position_ids.shape == mb.tokens.shape and mb.packed_seq_params.cu_seqlens_q.tolist() == cu
+        owned = sorted(i for _, index in shares for i in index.tolist())
+        assert owned == list(range(sum(len(it.response_tokens) for it in items)))
+        # without SP the padding sequence is not added
+        plain = build_cp_micro_batch(items, indices, cp_size=cp, cp_rank=0)[0]
+        assert plain.packed_seq_params.cu_seqlens_q.tolist() == [c for c in cu if c <= plain.tokens.shape[1] * cp]
+
+
+def _gather_worker(rank, world, port, out):
+    import torch.distributed as dist
+
+    from slime_ext.context_parallel import gather_token_values
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    owners = [[0, 3, 4], [1, 2, 5, 6, 7]]  # rank 0 computed tokens 0, 3, 4; rank 1 the others
+    local = torch.tensor([float(i) * 10 for i in owners[rank]])
+    out[rank] = gather_token_values(local, owners, 8, group=dist.group.WORLD).tolist()
+    dist.destroy_process_group()
+
+
+def test_cp_gather_is_one_fixed_size_all_gather():
+    import torch.multiprocessing as mp
+
+    from .helpers import free_port
+
+    out = mp.Manager().dict()
+    mp.spawn(_gather_worker, args=(2, free_port(), out), nprocs=2, join=True)
+    assert out[0] == out[1] == [float(i) * 10 for i in range(8)]
 
 
 # ------------------------------------------------------------------------------------------------ model / flops
