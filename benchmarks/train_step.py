@@ -106,24 +106,27 @@ def main(argv=None) -> int:
     p.add_argument("--recompute", action="store_true", help="full activation recompute")
     p.add_argument("--chunk", type=int, default=4096, help="log-prob chunk size")
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--attention", default="auto", help="te | sdpa | local (auto: te on GPUs, sdpa on CPUs)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="MFU denominator (default: the GPU's datasheet)")
     p.add_argument("--no-baseline", action="store_true")
     args = p.parse_args(argv)
 
     import torch.distributed as dist
 
-    from slime_ext.flops import forward_flops, matmul_peak
+    from slime_ext.flops import datasheet_peak, forward_flops, matmul_peak
     from slime_ext.megatron_model import ParallelConfig
     from slime_ext.trainer import MegatronTrainer, TrainerConfig
 
     workdir = Path(tempfile.mkdtemp(prefix="train-bench-"))
     config_dir = Path(args.model) if args.model else write_config(args.preset, workdir / "config")
-    from slime_ext.megatron_model import have_transformer_engine
+    from slime_ext.megatron_model import resolve_attention
 
-    budget = args.max_tokens_per_gpu or (args.seq_len * args.samples if have_transformer_engine() else args.seq_len)
+    attention = resolve_attention(args.attention, args.cp)
+    budget = args.max_tokens_per_gpu or (args.seq_len * args.samples if attention != "local" else args.seq_len)
     cfg = TrainerConfig(
         hf_checkpoint=str(config_dir), parallel=ParallelConfig(tp=args.tp, pp=args.pp, cp=args.cp, sequence_parallel=args.sp),
         dtype=args.dtype, max_tokens_per_gpu=budget,
-        log_probs_chunk_size=args.chunk, recompute=args.recompute, load_weights=False,
+        log_probs_chunk_size=args.chunk, recompute=args.recompute, load_weights=False, attention=attention,
     )
     trainer = MegatronTrainer(cfg)
     arch = trainer.arch
@@ -139,13 +142,17 @@ def main(argv=None) -> int:
     fwd = args.samples * forward_flops(arch, args.seq_len, args.response_len)
     attention = args.samples * 2.0 * arch.num_layers * arch.num_heads * arch.head_dim * args.seq_len**2
     peak = matmul_peak(cfg.torch_dtype, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    sheet = args.peak_tflops * 1e12 if args.peak_tflops else datasheet_peak(name, cfg.torch_dtype)
     rows = {
         "model": f"{args.model or args.preset} ({arch.num_params / 1e9:.3f} B params), {args.dtype}, "
                  f"TP{args.tp} PP{args.pp} CP{args.cp}{' SP' if args.sp else ''}, {world} rank(s), "
-                 f"{'TE' if trainer.use_te else 'local'} spec, device {device.type}",
+                 f"attention {trainer.attention}, device {name}",
         "batch": f"{args.samples} x {args.seq_len} tokens ({args.response_len} response), packing budget {budget} tokens",
         "fwd+bwd": f"{t_train:.3f} s/step, {tokens / t_train / world:,.0f} tokens/s/device, "
-                   f"{3 * fwd / t_train / world / 1e12:.3f} TFLOP/s/device, MFU {3 * fwd / t_train / world / peak:.1%}",
+                   f"{3 * fwd / t_train / world / 1e12:.3f} TFLOP/s/device, MFU "
+                   + (f"{3 * fwd / t_train / world / sheet:.1%} of the datasheet peak ({sheet / 1e12:.0f}), " if sheet else "")
+                   + f"{3 * fwd / t_train / world / peak:.1%} of the measured peak",
         "log-prob recompute": f"{t_logp:.3f} s, {tokens / t_logp / world:,.0f} tokens/s/device, MFU {fwd / t_logp / world / peak:.1%}",
         "attention share of FLOPs": f"{attention / fwd:.0%}",
         "measured matmul peak": f"{peak / 1e12:.2f} TFLOP/s ({args.dtype})",

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from reward.config import add_reward_args, reward_config_from_args
 
 from .loss import KL_TYPES, TIS_MODES, LossConfig
-from .megatron_model import ModelArch, ParallelConfig
+from .megatron_model import ATTENTION_BACKENDS, ModelArch, ParallelConfig, resolve_attention
 from .rollout import add_rollout_args
 from .sglang_env import resolve_backend
 from .weight_sync import PAUSE_MODES, TRANSPORTS
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tensor parallelism inside the MoE experts (default: --tensor-model-parallel-size)")
     g.add_argument("--sequence-parallel", action="store_true")
     g.add_argument("--recompute-activations", action="store_true", help="full activation recompute (long context)")
+    g.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default="auto",
+                   help="te: transformer-engine (GPUs; required there unless another is named); sdpa: PyTorch's fused "
+                        "attention per packed sample (the CPU default; GPUs without transformer-engine, no CP); local: "
+                        "megatron's unfused attention with a dense mask (short micro-batches). auto: te on GPUs, sdpa on CPUs")
     g.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="default: bf16 on GPU, fp32 on CPU")
     g.add_argument("--seed", type=int, default=1234)
 
@@ -147,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wandb-dir", default=None, help="default: <run dir>")
     g.add_argument("--use-tensorboard", action="store_true")
     g.add_argument("--tensorboard-dir", default=None, help="default: <run dir>/tensorboard")
-    g.add_argument("--peak-tflops", type=float, default=None, help="per-device peak for MFU (default: measured at start)")
+    g.add_argument("--peak-tflops", type=float, default=None,
+                   help="per-device peak for perf/mfu (default: the GPU's datasheet bf16 peak, e.g. 989 on H100 SXM; "
+                        "else a matmul measured at start, which perf/mfu_vs_measured_peak always uses)")
     g.add_argument("--quiet-table", action="store_true", help="no per-step table on the console")
 
     g = p.add_argument_group("reward service")
@@ -235,6 +241,11 @@ def validate(a: argparse.Namespace, rollout_samples: int) -> None:
         problems.append("--update-weight-retries must be >= 0")
     if a.cpu and cp > 1:
         problems.append("context parallelism needs transformer-engine on GPUs")
+    else:
+        try:
+            resolve_attention(a.attention_backend, cp, on_gpu=not a.cpu)
+        except ValueError as e:
+            problems.append(str(e))
     try:
         loss_config(a).check()
     except ValueError as e:

@@ -4,9 +4,14 @@ Supported families (``model_type``): ``qwen3`` (q/k RMSNorm, GQA, RoPE, tied or 
 (QKV bias), ``qwen3_moe`` (routed experts, softmax top-k router; grouped GEMM with transformer-engine). RoPE: plain,
 or YaRN scaling (``rope_type: yarn``, megatron's ``YarnRotaryEmbedding``; see ``YarnScaling``).
 
-Layer spec: the transformer-engine spec when ``transformer_engine`` imports (production: fused kernels, flash /
-cuDNN attention with THD packing, context parallelism), the local spec otherwise (CPU, tests: unfused attention
-with an explicit block-diagonal causal mask).
+Layer spec, by attention backend (``resolve_attention``):
+  te     transformer-engine (production GPUs: fused kernels, flash / cuDNN attention with THD packing, context
+         parallelism). On a GPU it is required unless another backend is asked for: a failed import is an error
+         that quotes the import's own exception, never a silent fallback.
+  sdpa   megatron's local spec with ``attention.SDPAttention``: PyTorch's fused attention per packed sample (THD),
+         no [T, T] mask; the CPU default, and GPUs without transformer-engine (no context parallelism).
+  local  megatron's local spec: unfused attention with an explicit block-diagonal causal mask (short packed
+         micro-batches only: the trainer caps them at 512 tokens).
 """
 from __future__ import annotations
 
@@ -24,12 +29,40 @@ SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "qwen3_moe")
 SUPPORTED_ROPE_TYPES = ("default", "yarn")
 
 
-def have_transformer_engine() -> bool:
+ATTENTION_BACKENDS = ("auto", "te", "sdpa", "local")
+
+
+def transformer_engine_import_error() -> str | None:
+    """None when transformer_engine imports, else the exception it raised (an ABI mismatch with torch is common)."""
     try:
         import transformer_engine  # noqa: F401
-    except Exception:
+    except Exception as e:  # noqa: BLE001 (any import failure is the answer)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def have_transformer_engine() -> bool:
+    if transformer_engine_import_error() is not None:
         return False
     return torch.cuda.is_available()
+
+
+def resolve_attention(requested: str, cp: int = 1, on_gpu: bool | None = None) -> str:
+    """The attention backend to build with: ``auto`` is transformer-engine on GPUs (an error, quoting the import
+    failure, when it does not import) and sdpa on CPUs."""
+    if requested not in ATTENTION_BACKENDS:
+        raise ValueError(f"--attention-backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {requested!r}")
+    on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
+    resolved = requested if requested != "auto" else ("te" if on_gpu else "sdpa")
+    if resolved == "te":
+        why = transformer_engine_import_error() if on_gpu else "transformer-engine runs on GPUs only"
+        if why:
+            hint = ("--attention-backend sdpa (PyTorch's fused attention, no context parallelism) or local" if on_gpu
+                    else "--attention-backend sdpa or local")
+            raise ValueError(f"transformer-engine cannot be used ({why}); fix the install, or choose {hint}")
+    if cp > 1 and resolved != "te":
+        raise ValueError(f"context parallelism needs --attention-backend te (got {resolved})")
+    return resolved
 
 
 def yarn_get_mscale(scale: float, mscale: float = 1.0) -> float:
@@ -374,29 +407,38 @@ def transformer_config(
     return config
 
 
-def layer_spec(arch: ModelArch, use_te: bool):
+def layer_spec(arch: ModelArch, attention: str | bool):
+    """The decoder layer spec of a backend (te | sdpa | local; a bool is the older use_te flag)."""
     from megatron.core.models.gpt.gpt_layer_specs import (
         get_gpt_layer_local_spec,
         get_gpt_layer_with_transformer_engine_spec,
     )
 
-    if use_te:
+    if attention is True or attention == "te":
         return get_gpt_layer_with_transformer_engine_spec(
             num_experts=arch.num_experts, moe_grouped_gemm=bool(arch.num_experts), qk_layernorm=arch.qk_norm
         )
-    return get_gpt_layer_local_spec(num_experts=arch.num_experts, qk_layernorm=arch.qk_norm, normalization="RMSNorm")
+    spec = get_gpt_layer_local_spec(num_experts=arch.num_experts, qk_layernorm=arch.qk_norm, normalization="RMSNorm")
+    if attention == "sdpa":
+        from .attention import SDPAttention
+
+        spec.submodules.self_attention.submodules.core_attention = SDPAttention
+    return spec
 
 
-def build_gpt_model(arch: ModelArch, config, *, pre_process: bool = True, post_process: bool = True, use_te: bool | None = None):
-    """A PolicyGPTModel for this pipeline stage (megatron's parallel state must be initialised)."""
+def build_gpt_model(arch: ModelArch, config, *, pre_process: bool = True, post_process: bool = True,
+                    use_te: bool | None = None, attention: str | None = None):
+    """A PolicyGPTModel for this pipeline stage (megatron's parallel state must be initialised). ``attention``
+    (te | sdpa | local) picks the layer spec; without it ``use_te`` does (te or local), as before."""
     from megatron.core import parallel_state as ps
 
-    use_te = have_transformer_engine() if use_te is None else use_te
+    if attention is None:
+        attention = "te" if (have_transformer_engine() if use_te is None else use_te) else "local"
     if arch.yarn is not None and getattr(config, "yarn_rotary_scaling_factor", None) != arch.yarn.factor:
         raise ValueError("a YaRN model needs the TransformerConfig from transformer_config() (yarn_* attributes)")
     model = policy_model_class()(
         config=config,
-        transformer_layer_spec=layer_spec(arch, use_te),
+        transformer_layer_spec=layer_spec(arch, attention),
         vocab_size=padded_vocab_size(arch.vocab_size, ps.get_tensor_model_parallel_world_size()),
         max_sequence_length=arch.max_position_embeddings,
         pre_process=pre_process,

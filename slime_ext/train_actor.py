@@ -65,7 +65,7 @@ class TrainActor:
             # engines on other nodes join the weight-update group at this node's address
             weight_sync_cfg = replace(weight_sync_cfg, master_address=ray.util.get_node_ip_address())
         self.weight_sync = WeightSync(lambda: self._engine_urls, weight_sync_cfg, template_dir=template_dir)
-        return {"params": self.trainer.arch.num_params, "te": self.trainer.use_te, "device": str(self.trainer.device)}
+        return {"params": self.trainer.arch.num_params, "attention": self.trainer.attention, "device": str(self.trainer.device)}
 
     # ---- training (collective: every rank calls these together)
     def compute_logprobs(self, items) -> list[list[float]]:
@@ -205,10 +205,16 @@ class TrainActor:
         finally:
             self.loop.stop()
 
-    def peak_flops(self) -> float:
-        from .flops import matmul_peak
+    def peak_flops(self) -> dict[str, float | str | None]:
+        """The MFU denominators of this rank's device: the datasheet peak (GPUs by name, bf16/fp16) and a measured
+        dense matmul."""
+        import torch
 
-        return matmul_peak(self.trainer.cfg.torch_dtype, self.trainer.device)
+        from .flops import datasheet_peak, matmul_peak
+
+        device, dtype = self.trainer.device, self.trainer.cfg.torch_dtype
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        return {"device": name, "datasheet": datasheet_peak(name, dtype), "measured": matmul_peak(dtype, device)}
 
 
 class TrainerGroup:
@@ -226,8 +232,8 @@ class TrainerGroup:
         ]
         addr, port = ray.get(self.actors[0].master_address.remote(), timeout=timeout_s)
         info = self._all("init", addr, port, trainer_cfg, weight_sync_cfg, template_dir)
-        log.info("trainer: %d rank(s), %.1f M parameters, %s, %s", world_size, info["params"] / 1e6,
-                 "transformer-engine" if info["te"] else "local spec", info["device"])
+        log.info("trainer: %d rank(s), %.1f M parameters, attention %s, %s", world_size, info["params"] / 1e6,
+                 info["attention"], info["device"])
 
     def _all(self, method: str, *args: Any) -> Any:
         refs = [getattr(a, method).remote(*args) for a in self.actors]

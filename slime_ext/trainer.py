@@ -33,7 +33,7 @@ import torch.distributed as dist
 from .flops import sequence_cost, train_flops
 from .hf_weights import Shard, export_hf_checkpoint, iter_hf_tensors, load_hf_weights
 from .loss import LossConfig, LossStats, policy_loss
-from .megatron_model import ModelArch, ParallelConfig, build_gpt_model, have_transformer_engine, transformer_config
+from .megatron_model import ModelArch, ParallelConfig, build_gpt_model, resolve_attention, transformer_config
 from .packing import MicroBatch, TrainItem, balance_micro_batches, build_micro_batch, first_fit_decreasing
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class TrainerConfig:
     seed: int = 1234
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    use_te: bool | None = None  # None: transformer-engine when it imports on a GPU
+    attention: str = "auto"  # te | sdpa | local (megatron_model.resolve_attention); auto: te on GPUs, sdpa on CPUs
     load_weights: bool = True  # load hf_checkpoint into the model (False: random init, e.g. benchmarks)
     mcore_checkpoint: str | None = None  # initial weights from `longtrace convert hf-to-mcore` output instead
     keep_reference: bool | None = None  # keep the initial weights for reference log-probs (default: when KL is on)
@@ -116,12 +116,15 @@ def init_megatron(arch: ModelArch, par: ParallelConfig, seed: int, training: boo
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
 
 
-def build_stage_model(arch: ModelArch, tcfg, use_te: bool):
-    """This rank's pipeline stage of the policy model, on this rank's device."""
+def build_stage_model(arch: ModelArch, tcfg, attention: str | bool):
+    """This rank's pipeline stage of the policy model, on this rank's device (``attention``: te | sdpa | local, or
+    the older use_te bool)."""
     from megatron.core import parallel_state as ps
 
+    if isinstance(attention, bool):
+        attention = "te" if attention else "local"
     model = build_gpt_model(arch, tcfg, pre_process=ps.is_pipeline_first_stage(),
-                            post_process=ps.is_pipeline_last_stage(), use_te=use_te)
+                            post_process=ps.is_pipeline_last_stage(), attention=attention)
     if torch.cuda.is_available():
         model.cuda(torch.cuda.current_device())
     return model
@@ -143,13 +146,12 @@ class MegatronTrainer:
         self.arch = ModelArch.from_hf_config(cfg.hf_checkpoint)
         self.offloaded = False  # colocated runs: weights handed over to the engines (offload / onload)
         init_megatron(self.arch, par, cfg.seed)
-        self.use_te = have_transformer_engine() if cfg.use_te is None else cfg.use_te
-        if par.cp > 1 and not self.use_te:
-            raise ValueError("context parallelism needs transformer-engine (GPU); use cp=1 on this machine")
+        self.attention = resolve_attention(cfg.attention, par.cp)
+        self.use_te = self.attention == "te"
         self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
         self.tcfg = transformer_config(self.arch, par, params_dtype=cfg.torch_dtype, use_te=self.use_te, recompute=cfg.recompute)
-        model = build_stage_model(self.arch, self.tcfg, self.use_te)
+        model = build_stage_model(self.arch, self.tcfg, self.attention)
         if cfg.mcore_checkpoint:
             load_mcore_model(model, cfg.mcore_checkpoint)
             log.info("loaded weights from megatron checkpoint %s", cfg.mcore_checkpoint)
@@ -218,7 +220,7 @@ class MegatronTrainer:
         par = self.cfg.parallel
         lengths = [it.length for it in items]
         budget = self.cfg.max_tokens_per_gpu * par.cp
-        if not self.use_te:
+        if self.attention == "local":  # a dense [T, T] mask per packed micro-batch
             budget = min(budget, self.cfg.local_spec_pack_tokens)
         bins = first_fit_decreasing(lengths, budget)
         per_rank = balance_micro_batches(
@@ -242,7 +244,7 @@ class MegatronTrainer:
             return build_cp_micro_batch(items, indices, cp_size=par.cp, cp_rank=ps.get_context_parallel_rank(),
                                         tp_size=tp, device=self.device)[0]
         pad = par.tp if par.sequence_parallel else 1
-        return build_micro_batch(items, indices, pad_to_multiple=pad, thd=self.use_te, device=self.device)
+        return build_micro_batch(items, indices, pad_to_multiple=pad, thd=self.attention != "local", device=self.device)
 
     def _zero_weight_micro_batch(self, items: Sequence[TrainItem]) -> MicroBatch:
         """The shortest sample with every loss weight and mask at 0: a rank without samples runs it, so that every

@@ -66,7 +66,7 @@ def trainer_for(args):
     cfg = TrainerConfig(
         hf_checkpoint=args.model,
         parallel=ParallelConfig(tp=args.tp, pp=args.pp, ep=args.ep, etp=args.etp, sequence_parallel=args.sp),
-        dtype="fp32", max_tokens_per_gpu=args.max_tokens, log_probs_chunk_size=args.chunk,
+        dtype=args.dtype, max_tokens_per_gpu=args.max_tokens, log_probs_chunk_size=args.chunk, attention=args.attention,
         loss=LossConfig(kl_loss_coef=args.kl_coef, kl_loss_type="low_var_kl", entropy_coef=args.entropy_coef, tis=args.tis,
                         calculate_per_token_loss=args.per_token_loss),
         mcore_checkpoint=args.mcore,
@@ -104,6 +104,9 @@ def main() -> None:
     p.add_argument("--long-prompts", type=int, default=None, metavar="N",
                    help="prompts of N to 2N tokens (instead of 3 to 20)")
     p.add_argument("--n-items", type=int, default=8, help="samples per batch")
+    p.add_argument("--attention", default="local", help="te | sdpa | local (the layer spec's attention)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--distributed-optimizer", action="store_true")
     p.add_argument("--mode", choices=["full", "save", "resume"])
     p.add_argument("--ckpt")
     args = p.parse_args()

@@ -468,3 +468,17 @@ def test_vocab_padding():
     assert padded_vocab_size(151936, 1) == 151936 and padded_vocab_size(151936, 4) == 152064  # as megatron-LM pads
     assert padded_vocab_size(1000, 1) == 1024 and padded_vocab_size(1000, 2) == 1024 and padded_vocab_size(1000, 4) == 1024
     assert padded_vocab_size(151669, 8) % (128 * 8) == 0
+
+
+def test_datasheet_peaks_by_gpu_name():
+    from slime_ext.flops import datasheet_peak
+
+    bf16 = torch.bfloat16
+    assert datasheet_peak("NVIDIA H100 80GB HBM3", bf16) == 989e12  # SXM
+    assert datasheet_peak("NVIDIA H100 PCIe", bf16) == 756e12
+    assert datasheet_peak("NVIDIA H100 NVL", bf16) == 835e12
+    assert datasheet_peak("NVIDIA H200", bf16) == 989e12
+    assert datasheet_peak("NVIDIA A100-SXM4-80GB", torch.float16) == 312e12
+    assert datasheet_peak("NVIDIA H20", bf16) == 148e12
+    assert datasheet_peak("NVIDIA H100 80GB HBM3", torch.float32) is None  # no tensor-core fp32 figure used
+    assert datasheet_peak("cpu", bf16) is None and datasheet_peak("Some Future GPU", bf16) is None
