@@ -50,7 +50,7 @@ EXTRAS_REQUIRE = {
     # Production GPU stack; the docker image pins the exact versions (docker/README.md).
     "gpu": [
         f"sglang=={_VERSIONS['SGLANG_VERSION']}",
-        "transformer-engine[pytorch]==2.20.2",
+        "transformer-engine[pytorch]==2.11.0",  # what megatron-core 0.16.1 and megatron-bridge 0.3.1 were tested with
         "flash-attn==2.8.3.post2",
     ],
     "dev": [
