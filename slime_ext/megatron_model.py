@@ -47,14 +47,15 @@ def have_transformer_engine() -> bool:
     return torch.cuda.is_available()
 
 
-def resolve_attention(requested: str, cp: int = 1, on_gpu: bool | None = None) -> str:
+def resolve_attention(requested: str, cp: int = 1, on_gpu: bool | None = None, check_import: bool = True) -> str:
     """The attention backend to build with: ``auto`` is transformer-engine on GPUs (an error, quoting the import
-    failure, when it does not import) and sdpa on CPUs."""
+    failure, when it does not import) and sdpa on CPUs. ``check_import=False`` checks the combination only (the
+    driver that validates flags need not be a machine with transformer-engine: the trainer ranks check on theirs)."""
     if requested not in ATTENTION_BACKENDS:
         raise ValueError(f"--attention-backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {requested!r}")
     on_gpu = torch.cuda.is_available() if on_gpu is None else on_gpu
     resolved = requested if requested != "auto" else ("te" if on_gpu else "sdpa")
-    if resolved == "te":
+    if resolved == "te" and check_import:
         why = transformer_engine_import_error() if on_gpu else "transformer-engine runs on GPUs only"
         if why:
             hint = ("--attention-backend sdpa (PyTorch's fused attention, no context parallelism) or local" if on_gpu

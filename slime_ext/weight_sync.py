@@ -563,27 +563,27 @@ class WeightSync:
             *(e.post("/update_weights_from_distributed", body) for e in engines), return_exceptions=True))
         sent = asyncio.ensure_future(sending.wait())
         done, _ = await asyncio.wait({posts, sent}, return_when=asyncio.FIRST_COMPLETED)
-        if sent in done and sent.exception() is not None:
-            error: BaseException | None = sent.exception()
-        else:
-            error = next((r for r in await posts if isinstance(r, BaseException)), None)
-            if error is None:
+        if not (sent in done and sent.exception() is not None):
+            if not any(isinstance(r, BaseException) for r in await posts):
                 await sent
                 return
         group, self._group = self._group, None
         await self._destroy_on(engines)
         if not posts.done():  # the engines' receives end with their group
             await asyncio.wait({posts}, timeout=60)
+        # the engines' own words first (a refused post names its engine), then the broadcast's
+        errors = [r for r in posts.result() if isinstance(r, BaseException)] if posts.done() else []
         if sent.done():
-            sent.exception()  # retrieved: no "exception never retrieved" warning
+            if sent.exception() is not None:
+                errors.append(sent.exception())
         else:
             sent.cancel()
         if not sending.abort(wait_s=30.0):
             log.error("the weight broadcast thread is still blocked after the group was torn down; it ends at the "
                       "group timeout (%g s)", self.cfg.timeout_s)
         self._destroy_local(group)
-        raise WeightSyncError(f"update_weights_from_distributed failed: {error} (the weight-update group was torn "
-                              "down; the next sync builds a new one)")
+        raise WeightSyncError(f"update_weights_from_distributed failed: {'; '.join(map(str, errors))} (the weight-update "
+                              "group was torn down; the next sync builds a new one)")
 
     async def _destroy_on(self, engines: list[EngineControl]) -> None:
         await asyncio.gather(*(e.post("/destroy_weights_update_group", {"group_name": self.cfg.group_name})

@@ -482,3 +482,17 @@ def test_datasheet_peaks_by_gpu_name():
     assert datasheet_peak("NVIDIA H20", bf16) == 148e12
     assert datasheet_peak("NVIDIA H100 80GB HBM3", torch.float32) is None  # no tensor-core fp32 figure used
     assert datasheet_peak("cpu", bf16) is None and datasheet_peak("Some Future GPU", bf16) is None
+
+
+def test_attention_backend_resolution():
+    from slime_ext.megatron_model import resolve_attention, transformer_engine_import_error
+
+    assert resolve_attention("auto", on_gpu=False) == "sdpa" and resolve_attention("local", on_gpu=False) == "local"
+    assert resolve_attention("auto", cp=4, on_gpu=True, check_import=False) == "te"  # a driver without TE
+    with pytest.raises(ValueError, match="context parallelism needs --attention-backend te"):
+        resolve_attention("sdpa", cp=2, on_gpu=True)
+    with pytest.raises(ValueError, match="must be one of"):
+        resolve_attention("flash")
+    if transformer_engine_import_error() is not None:  # this machine: the error quotes the import's own failure
+        with pytest.raises(ValueError, match="transformer-engine cannot be used .*No module named"):
+            resolve_attention("auto", on_gpu=True)
