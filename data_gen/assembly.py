@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from reward.normalize import normalize_bytes
+from reward.schema import QUESTION_PREFIX
 
 from .store import Store
 from .tiers import LeakCheck, content_hash
@@ -81,7 +82,6 @@ INSTRUCTIONS = (
 )
 DOCS_HEADER = "\n\nDocuments:"
 SECTION_FOOTER = "</section>"
-QUESTION_PREFIX = "\n\nQuestion: "
 
 
 class AssemblyError(ValueError):

@@ -140,7 +140,7 @@ def _cmd_serve(args: argparse.Namespace, cfg) -> int:
 
     _print_config(cfg)
     app = create_app(RewardScorer(cfg), max_body_bytes=int(args.max_body_mb * (1 << 20)))
-    console.print(f"reward server on http://{args.host}:{args.port}  (POST /evaluate, /evaluate_batch; GET /health, /metrics)")
+    console.print(f"reward server on http://{args.host}:{args.port}  (POST /evaluate, /evaluate_batch, /slime; GET /health, /metrics)")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

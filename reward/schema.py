@@ -11,6 +11,10 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
+# How a LongTrace prompt ends: the question after the documents (data_gen/assembly.py writes it; the reward finds the
+# question there when only the prompt text is given, e.g. slime's remote_rm)
+QUESTION_PREFIX = "\n\nQuestion: "
+
 
 class RubricEntityModel(BaseModel):
     model_config = ConfigDict(extra="forbid")

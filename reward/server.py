@@ -2,6 +2,9 @@
 
   POST /evaluate         one sample (RewardRequest) -> SampleReward; ``?evaluation=true`` forces eta = 0
   POST /evaluate_batch   {"samples": [...], "evaluation": false} = one GRPO group -> GroupResult (combined rewards)
+  POST /slime            slime's remote_rm body {"prompt", "response", "label"} -> SampleReward as a JSON object
+                         (slime: ``--rm-type remote_rm --rm-url http://HOST:PORT/slime --reward-key reward``), or the
+                         bare reward with ``?scalar=true``; a failed judge answers 503 so slime retries
   GET  /health           {"status": "ok"}
   GET  /metrics          counters as JSON, or Prometheus text with ``?format=prometheus``
 
@@ -12,18 +15,29 @@ from __future__ import annotations
 
 import json
 import logging
-
 from contextlib import asynccontextmanager
+from typing import Any, Union
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, StrictStr
 
 from .schema import BatchRequest, GroupResult, RewardRequest, SampleReward
 from .scorer import RewardInputError, RewardScorer
+from .slime_rm import request_from_remote_rm
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 7248  # the port LongTraceRL's reward server uses
+
+
+class SlimeRemoteRM(BaseModel):
+    """The body slime's ``remote_rm`` posts (slime/rollout/rm_hub/__init__.py at slime 624b824)."""
+
+    model_config = ConfigDict(extra="allow")
+    prompt: Union[StrictStr, list, None] = None
+    response: StrictStr
+    label: Any = None
 
 
 class BodySizeLimit:
@@ -71,6 +85,11 @@ def create_app(scorer: RewardScorer, max_body_bytes: int = 64 << 20) -> FastAPI:
         if any(e.get("type") == "json_invalid" for e in errors):
             return JSONResponse(status_code=400, content={"error": "body is not valid JSON"})
         details = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or '(body)'}: {e['msg']}" for e in errors]
+        body = getattr(exc, "body", None)
+        slime_body = isinstance(body, dict) and "prompt" in body and "extra_reward_info" not in body
+        if request.url.path.startswith("/evaluate") and slime_body:
+            details.append("this looks like slime's remote_rm body {prompt, response, label}: "
+                           "set --rm-url to .../slime")
         return JSONResponse(status_code=422, content={"error": "invalid request", "details": details})
 
     @app.exception_handler(RewardInputError)
@@ -95,6 +114,21 @@ def create_app(scorer: RewardScorer, max_body_bytes: int = 64 << 20) -> FastAPI:
         result = await scorer.score_group(body.samples, evaluation=body.evaluation)
         metrics.observe_request("/evaluate_batch")
         return result
+
+    @app.post("/slime")
+    async def slime_remote_rm(body: SlimeRemoteRM, scalar: bool = False, evaluation: bool = False):
+        request = request_from_remote_rm(body.prompt, body.response, body.label)
+        # Without rubrics (a plain label: slime sends no metadata) the reward is the outcome, as at evaluation.
+        outcome_only = evaluation or not request.extra_reward_info.rubrics
+        result = await scorer.score(request, evaluation=outcome_only)
+        if result.judge_error is not None and scorer.cfg.combine.on_judge_error == "drop":
+            # A reward would be trained on; slime's remote_rm retries on an error status and stops the run when
+            # the judge stays down.
+            metrics.observe_request("/slime", ok=False)
+            answer = {"error": "outcome judge failed", "details": [result.judge_error]}
+            return JSONResponse(status_code=503, content=answer)
+        metrics.observe_request("/slime")
+        return result.reward if scalar else result.model_dump()
 
     @app.get("/health")
     async def health() -> dict:

@@ -138,3 +138,91 @@ def test_client_speaks_to_the_server(server_url):
             await client.aclose()
 
     assert asyncio.run(go()).rewards == [1.0]
+
+
+# slime's remote_rm (THUDM/slime@624b824, slime/rollout/rm_hub/__init__.py): it posts exactly
+# {"prompt": sample.prompt, "response": sample.response, "label": sample.label} to args.rm_url with aiohttp,
+# calls resp.raise_for_status() (retrying any error up to 10 times, then raising) and stores ``await resp.json()`` as
+# sample.reward; training and eval then read ``sample.reward`` or ``sample.reward[reward_key]``
+# (slime/utils/types.py get_reward_value; --eval-reward-key or --reward-key at eval).
+SLIME_PROMPT = "<|im_start|>user\nq?<|im_end|>\n<|im_start|>assistant\n"
+
+
+def slime_remote_rm(rm_url, prompt, response, label, reward_key=None):
+    import aiohttp
+
+    async def go():
+        payload = {"prompt": prompt, "response": response, "label": label}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            async with session.post(rm_url, json=payload) as resp:
+                resp.raise_for_status()
+                return await resp.json()
+
+    import asyncio
+
+    reward = asyncio.run(go())
+    return reward, (reward if not reward_key else reward[reward_key])
+
+
+GOOD_RESPONSE = "think</think>Lady Gaga, The Fame, Poker Face, RedOne. **Answer:** Moroccan-Swedish<|im_end|>"
+
+
+def test_slime_remote_rm_payload_is_scored(server_url):
+    reward, value = slime_remote_rm(f"{server_url}/slime", SLIME_PROMPT, GOOD_RESPONSE, "Moroccan-Swedish", "reward")
+    assert value == 1.0 and reward["correct"] and reward["valid"]  # plain label: no rubric reaches it, outcome only
+    _, value = slime_remote_rm(f"{server_url}/slime", SLIME_PROMPT, "think</think>**Answer:** Swedish<|im_end|>",
+                               "Moroccan-Swedish", "reward")
+    assert value == 0.0
+    reward, value = slime_remote_rm(f"{server_url}/slime?scalar=true", SLIME_PROMPT, GOOD_RESPONSE, "Moroccan-Swedish")
+    assert reward == value == 1.0  # a bare number: slime without --reward-key
+    messages = [{"role": "user", "content": "q?"}]
+    _, value = slime_remote_rm(f"{server_url}/slime", messages, GOOD_RESPONSE, 1973, "reward")
+    assert value == 0.0  # message-list prompt, numeric label
+
+
+def test_slime_remote_rm_with_rubrics_in_an_object_label(server_url):
+    label = {"label": "Moroccan-Swedish", "extra_reward_info": {"question": "q?", "rubrics": RUBRICS}}
+    _, value = slime_remote_rm(f"{server_url}/slime", SLIME_PROMPT, GOOD_RESPONSE, label, "reward")
+    assert value == pytest.approx(0.94)
+    _, value = slime_remote_rm(f"{server_url}/slime?evaluation=true", SLIME_PROMPT, GOOD_RESPONSE, label, "reward")
+    assert value == 1.0
+
+
+def test_slime_remote_rm_validity_comes_from_the_text(server_url):
+    # truncated: SGLang's text ends without the stop token (slime keeps special tokens in the text by default)
+    reward, _ = slime_remote_rm(f"{server_url}/slime", SLIME_PROMPT, GOOD_RESPONSE[: -len("<|im_end|>")] + " and",
+                                "Moroccan-Swedish")
+    assert reward["reward"] == 0.0 and reward["invalid_reason"] == "no_stop_token"
+
+
+def test_slime_payload_errors(server_url):
+    r = httpx.post(f"{server_url}/slime", json={"prompt": "p", "response": "r<|im_end|>", "label": None})
+    assert r.status_code == 422 and "label" in r.json()["details"][0]
+    r = httpx.post(f"{server_url}/slime", json={"prompt": "p", "label": "x"})
+    assert r.status_code == 422 and any("response" in d for d in r.json()["details"])
+    r = httpx.post(f"{server_url}/evaluate", json={"prompt": "p", "response": GOOD_RESPONSE, "label": "x"})
+    assert r.status_code == 422 and any("--rm-url" in d for d in r.json()["details"])
+
+
+def test_slime_route_answers_503_on_a_failed_judge():
+    from fastapi.testclient import TestClient
+
+    from reward.config import RewardConfig
+    from reward.judge import judge_error
+    from reward.scorer import RewardScorer
+    from reward.server import create_app
+
+    from .helpers import ScriptedJudge
+
+    payload = {"prompt": SLIME_PROMPT, "response": GOOD_RESPONSE, "label": "Moroccan-Swedish"}
+    scorer = RewardScorer(judge=ScriptedJudge(lambda q, a, c: judge_error("timeout after 120 s")))
+    with TestClient(create_app(scorer)) as client:
+        r = client.post("/slime", json=payload)
+        assert r.status_code == 503 and "timeout" in r.json()["details"][0]  # slime's remote_rm retries, then raises
+        assert client.get("/metrics").json()["judge_errors_total"] == 1
+    cfg = RewardConfig()
+    cfg.combine.on_judge_error = "zero"
+    scorer = RewardScorer(cfg, judge=ScriptedJudge(lambda q, a, c: judge_error("timeout after 120 s")))
+    with TestClient(create_app(scorer)) as client:
+        r = client.post("/slime", json=payload)
+        assert r.status_code == 200 and r.json()["reward"] == 0.0 and r.json()["judge_error"]
