@@ -131,11 +131,12 @@ def build_stage_model(arch: ModelArch, tcfg, attention: str | bool):
 
 
 def load_mcore_model(model, mcore_dir: str | Path) -> None:
-    """Weights from a model-only megatron distributed checkpoint (``longtrace convert hf-to-mcore``)."""
-    from megatron.core import dist_checkpointing
+    """Weights from a megatron distributed checkpoint: ``longtrace convert hf-to-mcore`` output, slime's
+    ``tools/convert_hf_to_torch_dist.py`` output, or a slime / megatron-LM save (its tracker file is followed)."""
+    from .checkpoint import resolve_checkpoint_dir
+    from .convert import load_checkpoint_weights
 
-    loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(mcore_dir))
-    model.load_state_dict(loaded["model"])
+    load_checkpoint_weights(model, resolve_checkpoint_dir(mcore_dir))
 
 
 class MegatronTrainer:
