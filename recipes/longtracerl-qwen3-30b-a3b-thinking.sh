@@ -30,7 +30,7 @@ HF_CHECKPOINT="${HF_CHECKPOINT:-$ROOT/models/Qwen3-30B-A3B-Thinking-2507}"
 MCORE_CHECKPOINT="${MCORE_CHECKPOINT:-}"  # optional: `longtrace convert hf-to-mcore` output, loads faster
 lt_require_path HF_CHECKPOINT "$HF_CHECKPOINT"
 MODEL_ARGS=(--hf-checkpoint "$HF_CHECKPOINT")
-[[ -n "$MCORE_CHECKPOINT" ]] && MODEL_ARGS+=(--mcore-checkpoint "$MCORE_CHECKPOINT")
+[[ -n "$MCORE_CHECKPOINT" ]] && MODEL_ARGS+=(--ref-load "$MCORE_CHECKPOINT")
 
 # ---------------------------------------------------------------- checkpoints
 SAVE_DIR="${SAVE_DIR:-$RUN_DIR/checkpoints}"
@@ -50,6 +50,7 @@ GLOBAL_BATCH_SIZE="${GLOBAL_BATCH_SIZE:-128}"
 ROLLOUT_ARGS=(
     --prompt-data "$PROMPT_DATA"
     --input-key "${INPUT_KEY:-input_messages}" --label-key "${LABEL_KEY:-label}" --metadata-key "${METADATA_KEY:-metadata}"
+    --apply-chat-template
     --rollout-shuffle --rollout-seed "${ROLLOUT_SEED:-42}"
     --num-rollout "${NUM_ROLLOUT:-200}"
     --rollout-batch-size "$ROLLOUT_BATCH_SIZE"
@@ -58,7 +59,7 @@ ROLLOUT_ARGS=(
     --rollout-max-response-len "${MAX_RESPONSE_LEN:-32000}"
     --rollout-max-context-len "${MAX_CONTEXT_LEN:-160000}"
     --rollout-temperature "${TEMPERATURE:-1.0}" --rollout-top-p "${TOP_P:-1.0}" --rollout-top-k "${TOP_K:--1}"
-    --rollout-request-timeout "${ROLLOUT_REQUEST_TIMEOUT:-36000}"
+    --sglang-router-request-timeout-secs "${ROLLOUT_REQUEST_TIMEOUT:-36000}"
 )
 
 # ---------------------------------------------------------------- evaluation: AA-LCR-style set, avg@4
@@ -89,7 +90,7 @@ PERF_ARGS=(
     --recompute-activations
     --max-tokens-per-gpu "${MAX_TOKENS_PER_GPU:-8192}"
     --log-probs-chunk-size "${LOG_PROBS_CHUNK_SIZE:-4096}"
-    --dtype bf16
+    --bf16
 )
 
 # ---------------------------------------------------------------- GRPO: clip-higher, IcePop, no KL, no entropy
@@ -98,7 +99,7 @@ GRPO_ARGS=(
     --eps-clip "${EPS_CLIP:-0.2}" --eps-clip-high "${EPS_CLIP_HIGH:-0.28}"
     --kl-loss-coef 0.0 --entropy-coef 0.0
     --calculate-per-token-loss
-    --use-tis --tis-mode icepop --tis-clip-low "${TIS_CLIP_LOW:-0.5}" --tis-clip "${TIS_CLIP_HIGH:-2.0}"
+    --use-tis --custom-tis-function-path slime.backends.megatron_utils.loss.icepop_function --tis-clip-low "${TIS_CLIP_LOW:-0.5}" --tis-clip "${TIS_CLIP_HIGH:-2.0}"
 )
 
 # ---------------------------------------------------------------- optimiser: Adam, lr 2e-6 constant
@@ -157,10 +158,12 @@ SGLANG_ARGS=(
     --update-weight-transport "${WEIGHT_TRANSPORT:-disk}"
     --update-weight-disk-dir "${UPDATE_WEIGHT_DIR:-$RUN_DIR/weights}"
 )
-# SGLang's expert parallelism inside each TP-8 engine (the paper: EP 8), and its output layer in fp32 like the
-# trainer's (rollout log-probs feed the IcePop ratio); SGLANG_EXTRA_ARGS= (empty) drops both.
-SGLANG_EXTRA_ARGS="${SGLANG_EXTRA_ARGS---ep-size 8 --enable-fp32-lm-head}"
-[[ -n "$SGLANG_EXTRA_ARGS" ]] && SGLANG_ARGS+=("--sglang-extra-args=$SGLANG_EXTRA_ARGS")  # "=": the value starts with --
+# SGLang's expert parallelism inside each TP-8 engine (the paper: EP 8)
+SGLANG_ARGS+=(--sglang-ep-size "${SGLANG_EP_SIZE:-8}")
+# SGLang's output layer in fp32, like the trainer's (rollout log-probs feed the IcePop ratio); FP32_LM_HEAD=0 drops it
+[[ "${FP32_LM_HEAD:-1}" == 1 ]] && SGLANG_ARGS+=(--sglang-enable-fp32-lm-head)
+# any other SGLang server flags, one string (e.g. SGLANG_EXTRA_ARGS="--kv-cache-dtype fp8_e5m2")
+[[ -n "${SGLANG_EXTRA_ARGS:-}" ]] && SGLANG_ARGS+=("--sglang-extra-args=$SGLANG_EXTRA_ARGS")  # "=": the value starts with --
 
 lt_check_ray_gpus "$GPUS"
 lt_mkdir "$RUN_DIR"

@@ -27,7 +27,7 @@ RUN_DIR="${RUN_DIR:-$ROOT/runs/$RUN_NAME}"
 HF_CHECKPOINT="${HF_CHECKPOINT:-$ROOT/models/Qwen3-4B-Thinking-2507}"
 lt_require_path HF_CHECKPOINT "$HF_CHECKPOINT"
 MODEL_ARGS=(--hf-checkpoint "$HF_CHECKPOINT")
-[[ -n "${MCORE_CHECKPOINT:-}" ]] && MODEL_ARGS+=(--mcore-checkpoint "$MCORE_CHECKPOINT")
+[[ -n "${MCORE_CHECKPOINT:-}" ]] && MODEL_ARGS+=(--ref-load "$MCORE_CHECKPOINT")
 
 # ---------------------------------------------------------------- checkpoints
 SAVE_DIR="${SAVE_DIR:-$RUN_DIR/checkpoints}"
@@ -41,6 +41,8 @@ PROMPT_DATA="${PROMPT_DATA:-$ROOT/data/longtracerl-24k}"
 lt_require_path PROMPT_DATA "$PROMPT_DATA"
 ROLLOUT_ARGS=(
     --prompt-data "$PROMPT_DATA"
+    --input-key "${INPUT_KEY:-input_messages}" --label-key "${LABEL_KEY:-label}" --metadata-key "${METADATA_KEY:-metadata}"
+    --apply-chat-template
     --rollout-shuffle --rollout-seed "${ROLLOUT_SEED:-42}"
     --num-rollout "${NUM_ROLLOUT:-200}"
     --rollout-batch-size "${ROLLOUT_BATCH_SIZE:-16}"
@@ -72,7 +74,7 @@ PERF_ARGS=(
     --sequence-parallel
     --recompute-activations
     --max-tokens-per-gpu "${MAX_TOKENS_PER_GPU:-16384}"
-    --dtype bf16
+    --bf16
 )
 
 # ---------------------------------------------------------------- GRPO
@@ -81,7 +83,7 @@ GRPO_ARGS=(
     --eps-clip 0.2 --eps-clip-high 0.28
     --kl-loss-coef 0.0 --entropy-coef 0.0
     --calculate-per-token-loss
-    --use-tis --tis-mode icepop --tis-clip-low 0.5 --tis-clip 2.0
+    --use-tis --custom-tis-function-path slime.backends.megatron_utils.loss.icepop_function --tis-clip-low 0.5 --tis-clip 2.0
 )
 
 # ---------------------------------------------------------------- optimiser
@@ -122,12 +124,11 @@ SGLANG_ARGS=(
     --rollout-num-gpus-per-engine "${ROLLOUT_GPUS_PER_ENGINE:-2}"
     --sglang-mem-fraction-static "${SGLANG_MEM_FRACTION:-0.7}"
     --sglang-context-length "${MAX_CONTEXT_LEN:-32768}"
-    --update-weight-transport "${WEIGHT_TRANSPORT:-tensor}"
 )
-# SGLang's output layer in fp32, like the trainer's (rollout log-probs feed the IcePop ratio);
-# SGLANG_EXTRA_ARGS= (empty) drops it.
-SGLANG_EXTRA_ARGS="${SGLANG_EXTRA_ARGS---enable-fp32-lm-head}"
-[[ -n "$SGLANG_EXTRA_ARGS" ]] && SGLANG_ARGS+=("--sglang-extra-args=$SGLANG_EXTRA_ARGS")  # "=": the value starts with --
+# SGLang's output layer in fp32, like the trainer's (rollout log-probs feed the IcePop ratio); FP32_LM_HEAD=0 drops it
+[[ "${FP32_LM_HEAD:-1}" == 1 ]] && SGLANG_ARGS+=(--sglang-enable-fp32-lm-head)
+# any other SGLang server flags, one string (e.g. SGLANG_EXTRA_ARGS="--kv-cache-dtype fp8_e5m2")
+[[ -n "${SGLANG_EXTRA_ARGS:-}" ]] && SGLANG_ARGS+=("--sglang-extra-args=$SGLANG_EXTRA_ARGS")  # "=": the value starts with --
 
 lt_mkdir "$RUN_DIR"
 lt_launch "${MODEL_ARGS[@]}" "${CKPT_ARGS[@]}" "${ROLLOUT_ARGS[@]}" "${EVAL_ARGS[@]}" "${PERF_ARGS[@]}" \

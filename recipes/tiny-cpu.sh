@@ -48,6 +48,8 @@ LOAD="${LOAD:-$(lt_latest_checkpoint "$SAVE_DIR")}"
 # ---------------------------------------------------------------- rollout: 2 prompts x 4 samples, short answers
 ROLLOUT_ARGS=(
     --prompt-data "$DATA_DIR/dataset"
+    --input-key "${INPUT_KEY:-input_messages}" --label-key "${LABEL_KEY:-label}" --metadata-key "${METADATA_KEY:-metadata}"
+    --apply-chat-template
     --rollout-shuffle --rollout-seed "${ROLLOUT_SEED:-42}"
     --num-rollout "${NUM_ROLLOUT:-3}"
     --rollout-batch-size "${ROLLOUT_BATCH_SIZE:-2}"
@@ -72,7 +74,6 @@ PERF_ARGS=(
     --actor-num-nodes 1 --actor-num-gpus-per-node "${TRAINER_PROCS:-1}"
     --ray-num-cpus "${RAY_NUM_CPUS:-$(nproc)}"
     --max-tokens-per-gpu "${MAX_TOKENS_PER_GPU:-12288}"
-    --dtype fp32
 )
 
 # ---------------------------------------------------------------- GRPO and optimiser: the paper's, a larger lr
@@ -81,7 +82,7 @@ GRPO_ARGS=(
     --eps-clip 0.2 --eps-clip-high 0.28
     --kl-loss-coef 0.0 --entropy-coef 0.0
     --calculate-per-token-loss
-    --use-tis --tis-mode icepop --tis-clip-low 0.5 --tis-clip 2.0
+    --use-tis --custom-tis-function-path slime.backends.megatron_utils.loss.icepop_function --tis-clip-low 0.5 --tis-clip 2.0
 )
 OPTIMIZER_ARGS=(--lr "${LR:-1e-5}" --lr-decay-style constant --weight-decay 0.1 --adam-beta1 0.9 --adam-beta2 0.98 --clip-grad 1.0)
 

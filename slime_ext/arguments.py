@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 from dataclasses import asdict
 
 from reward.config import add_reward_args, reward_config_from_args
 
-from .loss import KL_TYPES, TIS_MODES, LossConfig
+from .loss import KL_TYPES, SLIME_TIS_FUNCTIONS, TIS_MODES, LossConfig
 from .megatron_model import ATTENTION_BACKENDS, ModelArch, ParallelConfig, resolve_attention
 from .rollout import add_rollout_args
 from .sglang_env import resolve_backend
@@ -44,13 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--torch-threads", type=int, default=1, help="CPU engines: intra-op threads per engine")
     g.add_argument("--sglang-mem-fraction-static", type=float, default=None)
     g.add_argument("--sglang-context-length", type=int, default=None)
-    g.add_argument("--sglang-extra-args", default="", help="extra `sglang.launch_server` flags, one string")
+    g.add_argument("--sglang-ep-size", type=int, default=None, help="expert parallelism inside each engine (MoE)")
+    g.add_argument("--sglang-enable-fp32-lm-head", action="store_true",
+                   help="engines compute the output layer in fp32, like the trainer (the rollout log-probs feed IcePop)")
+    g.add_argument("--sglang-extra-args", default="", help="other `sglang.launch_server` flags, one string (ours only)")
     g.add_argument("--router-policy", default="round_robin")
     g.add_argument("--engine-health-timeout", type=float, default=900.0)
 
     g = p.add_argument_group("model and checkpoints")
     g.add_argument("--hf-checkpoint", required=True, help="HF directory: config, tokenizer, initial weights, engines' model")
-    g.add_argument("--mcore-checkpoint", default=None, help="initial weights from `longtrace convert hf-to-mcore` instead")
+    g.add_argument("--ref-load", "--mcore-checkpoint", dest="mcore_checkpoint", default=None,
+                   help="initial weights from `longtrace convert hf-to-mcore` (a Megatron torch_dist checkpoint) instead "
+                        "of the HF weights; slime's name: its actor starts from --ref-load when --load holds none")
     g.add_argument("--load", default=None, help="resume from this directory of trainer checkpoints (latest)")
     g.add_argument("--save", default=None, help="directory for trainer checkpoints (iter_XXXXXXX)")
     g.add_argument("--save-interval", type=int, default=None, help="rollout steps between checkpoints (and at the end)")
@@ -61,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-key", default="input_messages", help="record field with the chat messages (or a prompt string)")
     g.add_argument("--label-key", default="label")
     g.add_argument("--metadata-key", default="metadata")
+    g.add_argument("--apply-chat-template", action="store_true",
+                   help="slime's flag: prompts go through the tokenizer's chat template. longtrace train always templates "
+                        "message lists and prompt strings (slime only with this flag): pass it so that one command line "
+                        "means the same in both")
+    g.add_argument("--apply-chat-template-kwargs", type=json.loads, default=None,
+                   help='JSON passed to the chat template (slime\'s flag), e.g. \'{"enable_thinking": true}\'')
     g.add_argument("--rollout-shuffle", action="store_true", help="reshuffle the prompts every epoch")
     g.add_argument("--rollout-seed", type=int, default=42)
     g.add_argument("--num-rollout", type=int, default=None, help="rollout steps to run")
@@ -87,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "attention per packed sample (the CPU default; GPUs without transformer-engine, no CP); local: "
                         "megatron's unfused attention with a dense mask (short micro-batches). auto: te on GPUs, sdpa on CPUs")
     g.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="default: bf16 on GPU, fp32 on CPU")
+    g.add_argument("--bf16", dest="dtype", action="store_const", const="bf16", help="Megatron's name for --dtype bf16")
     g.add_argument("--seed", type=int, default=1234)
 
     g = p.add_argument_group("GRPO")
@@ -100,8 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--kl-loss-type", choices=KL_TYPES, default="low_var_kl")
     g.add_argument("--entropy-coef", type=float, default=0.0)
     g.add_argument("--calculate-per-token-loss", action="store_true")
-    g.add_argument("--use-tis", action="store_true", help="train-inference mismatch correction (see --tis-mode)")
-    g.add_argument("--tis-mode", choices=TIS_MODES, default="icepop", help="tis: clamp the ratio; icepop: zero outside")
+    g.add_argument("--use-tis", action="store_true",
+                   help="train-inference mismatch correction: slime's vanilla TIS (clamp) unless IcePop is chosen")
+    g.add_argument("--custom-tis-function-path", default=None,
+                   help=f"slime's way to choose the correction; its two built-ins are understood: {SLIME_TIS_FUNCTIONS['icepop']} "
+                        f"(IcePop) and {SLIME_TIS_FUNCTIONS['tis']} (clamp). Other paths are refused (no slime here)")
+    g.add_argument("--tis-mode", choices=TIS_MODES, default=None,
+                   help="tis: clamp the ratio into the clip range; icepop: zero the tokens outside it (default: "
+                        "from --custom-tis-function-path, else tis, as in slime)")
     g.add_argument("--tis-clip-low", type=float, default=0.5)
     g.add_argument("--tis-clip", type=float, default=2.0)
 
@@ -118,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clip-grad", type=float, default=1.0)
 
     g = p.add_argument_group("weight sync")
-    g.add_argument("--update-weight-transport", choices=TRANSPORTS, default=None,
-                   help="default: tensor when colocated, distributed on GPU otherwise, disk on CPU")
+    g.add_argument("--update-weight-transport", choices=[*TRANSPORTS, "nccl"], default=None,
+                   help="default: tensor when colocated, distributed on GPU otherwise, disk on CPU; nccl (slime's name) "
+                        "is distributed")
     g.add_argument("--update-weight-disk-dir", default=None, help="default: <run dir>/weights")
     g.add_argument("--update-weight-buffer-size", type=float, default=512.0, help="MB per bucket")
     g.add_argument("--update-weight-pause-mode", choices=PAUSE_MODES, default="retract",
@@ -184,6 +204,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.global_batch_size = rollout_samples // (a.num_steps_per_rollout or 1)
     if a.num_steps_per_rollout is None:
         a.num_steps_per_rollout = max(1, rollout_samples // a.global_batch_size)
+    if a.update_weight_transport == "nccl":  # slime's name for the NCCL broadcast from trainer rank 0
+        a.update_weight_transport = "distributed"
     if a.update_weight_transport is None:
         a.update_weight_transport = "tensor" if a.colocate else ("disk" if a.cpu else "distributed")
     if a.eval_max_response_len is None:
@@ -221,6 +243,14 @@ def validate(a: argparse.Namespace, rollout_samples: int) -> None:
         problems.append("--eval-prompt-data takes pairs: NAME PATH [NAME PATH ...]")
     if a.save_interval and not a.save:
         problems.append("--save-interval needs --save")
+    if a.sglang_ep_size and (a.rollout_num_gpus_per_engine or 1) % a.sglang_ep_size:
+        problems.append(f"--sglang-ep-size {a.sglang_ep_size} must divide --rollout-num-gpus-per-engine "
+                        f"({a.rollout_num_gpus_per_engine})")
+    if a.use_tis:
+        try:
+            tis_mode(a)
+        except ValueError as e:
+            problems.append(str(e))
     if a.colocate and not a.cpu and a.rollout_num_gpus and a.rollout_num_gpus > a.actor_world_size:
         problems.append("--colocate: --rollout-num-gpus cannot exceed the actor's GPUs")
     if not a.cpu and not a.colocate and not a.rollout_num_gpus:
@@ -263,11 +293,24 @@ def validate(a: argparse.Namespace, rollout_samples: int) -> None:
         raise ValueError("invalid `longtrace train` flags:\n  " + "\n  ".join(problems))
 
 
+def tis_mode(a: argparse.Namespace) -> str:
+    """The correction --use-tis applies: --tis-mode, else the slime function named, else slime's default (clamp)."""
+    named = {path: mode for mode, path in SLIME_TIS_FUNCTIONS.items()}
+    path = a.custom_tis_function_path
+    if path is not None and path not in named:
+        raise ValueError(f"--custom-tis-function-path {path}: only slime's built-ins are understood here "
+                         f"({', '.join(named)}); use --tis-mode {'|'.join(TIS_MODES)}")
+    from_path = named.get(path)
+    if a.tis_mode is not None and from_path is not None and a.tis_mode != from_path:
+        raise ValueError(f"--tis-mode {a.tis_mode} contradicts --custom-tis-function-path {path} ({from_path})")
+    return a.tis_mode or from_path or "tis"
+
+
 def loss_config(a: argparse.Namespace) -> LossConfig:
     return LossConfig(
         eps_clip=a.eps_clip, eps_clip_high=a.eps_clip_high, eps_clip_c=a.eps_clip_c,
         kl_loss_coef=a.kl_loss_coef if a.use_kl_loss else 0.0, kl_loss_type=a.kl_loss_type, entropy_coef=a.entropy_coef,
-        calculate_per_token_loss=a.calculate_per_token_loss, tis=a.tis_mode if a.use_tis else None,
+        calculate_per_token_loss=a.calculate_per_token_loss, tis=tis_mode(a) if a.use_tis else None,
         tis_clip_low=a.tis_clip_low, tis_clip_high=a.tis_clip,
     )
 
@@ -278,3 +321,13 @@ def resolved_config(a: argparse.Namespace) -> dict:
     out["reward_config"] = a.reward_config.to_dict()
     out["loss_config"] = asdict(loss_config(a))
     return json.loads(json.dumps(out, default=str))
+
+
+def sglang_server_args(a: argparse.Namespace) -> list[str]:
+    """`sglang.launch_server` flags from slime's --sglang-* names, then --sglang-extra-args."""
+    out = []
+    if a.sglang_ep_size:
+        out += ["--ep-size", str(a.sglang_ep_size)]
+    if a.sglang_enable_fp32_lm_head:
+        out.append("--enable-fp32-lm-head")
+    return out + shlex.split(a.sglang_extra_args)

@@ -73,11 +73,11 @@ class EpochSource(PromptSource):
     """PromptSource over a dataset, epoch after epoch (see the module docstring)."""
 
     def __init__(self, records: Sequence[dict], tokenizer: Any, n_samples_per_prompt: int, shuffle: bool = False,
-                 seed: int = 42, apply_chat_template: bool = True):
+                 seed: int = 42, apply_chat_template: bool = True, chat_template_kwargs: dict | None = None):
         if len(records) == 0:
             raise ValueError("the prompt dataset is empty")
         self.base, self.shuffle, self.seed, self.epoch = records, shuffle, seed, 0
-        super().__init__(self._epoch_view(0), tokenizer, n_samples_per_prompt, apply_chat_template)
+        super().__init__(self._epoch_view(0), tokenizer, n_samples_per_prompt, apply_chat_template, chat_template_kwargs)
 
     def _epoch_view(self, epoch: int) -> Sequence[dict]:
         order = list(range(len(self.base)))

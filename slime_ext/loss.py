@@ -21,6 +21,9 @@ import torch
 
 KL_TYPES = ("k1", "k2", "k3", "low_var_kl")
 TIS_MODES = ("tis", "icepop")
+# slime chooses the correction by function path (--custom-tis-function-path); its two built-ins, by mode
+SLIME_TIS_FUNCTIONS = {"tis": "slime.backends.megatron_utils.loss.vanilla_tis_function",
+                       "icepop": "slime.backends.megatron_utils.loss.icepop_function"}
 
 
 @dataclass

@@ -65,9 +65,11 @@ class RolloutConfig:
 
 # ---- data -------------------------------------------------------------------------------------------------------
 
-def prompt_tokens(record: dict, tokenizer: Any, apply_chat_template: bool = True) -> list[int]:
+def prompt_tokens(record: dict, tokenizer: Any, apply_chat_template: bool = True,
+                  chat_template_kwargs: dict | None = None) -> list[int]:
     """The prompt's token ids, tokenised once: ``input_messages`` through the chat template (generation prompt
-    added) or ``prompt`` text (through the template as one user message unless ``apply_chat_template`` is off)."""
+    added; ``chat_template_kwargs`` such as ``enable_thinking`` passed on) or ``prompt`` text (through the template as
+    one user message unless ``apply_chat_template`` is off)."""
     messages = record.get("input_messages")
     if messages is None:
         prompt = record.get("prompt")
@@ -76,7 +78,7 @@ def prompt_tokens(record: dict, tokenizer: Any, apply_chat_template: bool = True
         if not apply_chat_template:
             return tokenizer.encode(prompt, add_special_tokens=False)
         messages = [{"role": "user", "content": prompt}]
-    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **(chat_template_kwargs or {}))
     ids = enc["input_ids"] if hasattr(enc, "keys") else enc  # transformers 5 returns a BatchEncoding
     return list(ids)
 
@@ -84,11 +86,12 @@ def prompt_tokens(record: dict, tokenizer: Any, apply_chat_template: bool = True
 class PromptSource:
     """Dataset records -> groups of Samples; a FIFO buffer of partial groups is served first (partial rollout)."""
 
-    def __init__(self, records: Sequence[dict], tokenizer: Any, n_samples_per_prompt: int, apply_chat_template: bool = True):
+    def __init__(self, records: Sequence[dict], tokenizer: Any, n_samples_per_prompt: int, apply_chat_template: bool = True,
+                 chat_template_kwargs: dict | None = None):
         # A Sequence is indexed lazily (a datasets-backed view is never materialised); anything else is listed.
         self.records = records if isinstance(records, Sequence) else list(records)
         self.tokenizer, self.n = tokenizer, n_samples_per_prompt
-        self.apply_chat_template = apply_chat_template
+        self.apply_chat_template, self.chat_template_kwargs = apply_chat_template, chat_template_kwargs
         self.cursor = 0
         self.buffer: list[list[Sample]] = []
         self.rejects: list[tuple[int, str]] = []  # (record index, reason)
@@ -106,7 +109,7 @@ class PromptSource:
             self.cursor += 1
             record = self.records[i]
             try:
-                tokens = prompt_tokens(record, self.tokenizer, self.apply_chat_template)
+                tokens = prompt_tokens(record, self.tokenizer, self.apply_chat_template, self.chat_template_kwargs)
             except Exception as e:  # a bad record is named and skipped, never silently dropped
                 self.rejects.append((i, f"{type(e).__name__}: {e}"))
                 log.warning("record %d rejected: %s", i, e)
@@ -385,7 +388,8 @@ def add_rollout_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rollout-num-steps", type=int, default=1, help="rollout steps to run (offline generation)")
     c = p.add_argument_group("client")
     c.add_argument("--sglang-server-concurrency", type=int, default=512, help="in-flight requests per engine")
-    c.add_argument("--rollout-request-timeout", type=float, default=36000.0)
+    c.add_argument("--sglang-router-request-timeout-secs", "--rollout-request-timeout", dest="rollout_request_timeout",
+                   type=float, default=36000.0, help="seconds one generate request may take (slime's name)")
     c.add_argument("--rollout-retries", type=int, default=5)
 
 

@@ -11,7 +11,6 @@ connection pool lives in it.
 from __future__ import annotations
 
 import logging
-import shlex
 from argparse import Namespace
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import ray
 
+from .arguments import sglang_server_args
 from .async_loop import LoopThread
 from .data_source import EpochSource, PromptRecords
 from .rollout import (PromptSource, RolloutConfig, default_stop_ids, generate_rollout, rollout_config_from_args)
@@ -85,7 +85,7 @@ class RolloutManager:
             model_path=a.hf_checkpoint, backend=a.rollout_backend, num_engines=a.num_engines,
             gpus_per_engine=a.rollout_num_gpus_per_engine, mem_fraction_static=a.sglang_mem_fraction_static,
             context_length=a.sglang_context_length, enable_memory_saver=gpu and a.colocate,
-            extra_args=shlex.split(a.sglang_extra_args), device="cuda" if gpu else "cpu", torch_threads=a.torch_threads,
+            extra_args=sglang_server_args(a), device="cuda" if gpu else "cpu", torch_threads=a.torch_threads,
             # CPU engines compute in the trainer's precision, so that rollout and training log-probs agree
             dtype=None if gpu else {"bf16": "bfloat16", "fp32": "float32"}[a.dtype], python=a.sglang_python,
             health_timeout_s=a.engine_health_timeout, log_dir=str(Path(a.run_dir) / "engines"),
@@ -104,7 +104,8 @@ class RolloutManager:
         self.source = None
         if a.prompt_data:
             records = PromptRecords(a.prompt_data, a.input_key, a.label_key, a.metadata_key)
-            self.source = EpochSource(records, self.tokenizer, a.n_samples_per_prompt, a.rollout_shuffle, a.rollout_seed)
+            self.source = EpochSource(records, self.tokenizer, a.n_samples_per_prompt, a.rollout_shuffle, a.rollout_seed,
+                                      chat_template_kwargs=a.apply_chat_template_kwargs)
         self.loop = LoopThread("rollout-loop")
         self._run = self.loop.run
         self._control_http = None  # httpx client of the memory hand-over routes (created in the loop on first use)
@@ -141,7 +142,7 @@ class RolloutManager:
             sampling=SamplingConfig(max_response_len=a.eval_max_response_len, max_context_len=a.rollout_max_context_len,
                                     temperature=a.eval_temperature, top_p=a.eval_top_p, top_k=a.eval_top_k,
                                     stop_token_ids=self.stop_ids))
-        source = PromptSource(records, self.tokenizer, k)
+        source = PromptSource(records, self.tokenizer, k, chat_template_kwargs=a.apply_chat_template_kwargs)
         result = self._run(
             generate_rollout(cfg, self.client, source, _Evaluation(self.reward_fn), self.tokenizer))
         groups = result.groups

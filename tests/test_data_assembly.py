@@ -3,6 +3,7 @@ statistics on a constructed case; export loaded back with `datasets` and read by
 import asyncio
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,44 @@ def test_export_loads_with_datasets_and_reward(small_world, tier_records, bpe, t
             assert req.extra_reward_info.rubrics == orig["metadata"]["extra_reward_info"]["rubrics"]
             assert req.extra_reward_info.dataset_name == "longqa"
     assert os.path.exists(tmp_path / "ds" / "data" / "train.parquet") and not (tmp_path / "ds.tmp").exists()
+
+
+def slime_dataset_records(path: Path) -> list[dict]:
+    """Records as slime's Dataset sees them (slime/utils/data.py at 624b824: read_file takes .jsonl, one json.loads
+    per non-empty line, a line that does not parse skipped with a print; or .parquet through
+    pq.ParquetFile.iter_batches().to_pylist(); any other file is "Unsupported file format")."""
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".jsonl":
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [json.loads(line) for line in lines]  # slime would skip a bad line: here it fails the test
+    assert path.suffix == ".parquet", f"slime: Unsupported file format: {path}"
+    return [row for batch in pq.ParquetFile(path).iter_batches() for row in batch.to_pylist()]
+
+
+def test_export_reads_as_slimes_dataset(small_world, tier_records, bpe, tmp_path):
+    """The export's files, read by slime's rules with the recipes' keys (--input-key input_messages --label-key label
+    --metadata-key metadata --apply-chat-template): a conversation prompt, a string label, the metadata the reward
+    reads, and the chat template applied as slime's Dataset calls it."""
+    from reward.slime_rm import sample_to_request
+
+    tok = bpe[0]
+    a = make(small_world, tok, budget=3000)
+    samples = [a.assemble(r) for r in tier_records]
+    export_dataset(iter(samples), tmp_path / "ds", eval_fraction=0.34)
+    by_id = {s["id"]: s for s in samples}
+    for split in ("train", "eval"):
+        jsonl = slime_dataset_records(tmp_path / "ds" / "data" / f"{split}.jsonl")
+        assert jsonl == slime_dataset_records(tmp_path / "ds" / "data" / f"{split}.parquet")
+        for data in jsonl:
+            prompt = data.get("input_messages")  # slime's _build_messages(data, prompt_key, as_conversation=True)
+            assert isinstance(prompt, list) and all(isinstance(m["content"], str) for m in prompt)
+            text = tok.apply_chat_template(prompt, tools=None, tokenize=False, add_generation_prompt=True)
+            assert by_id[data["id"]]["metadata"]["extra_reward_info"]["question"] in text
+            metadata = data.get("metadata") or {}
+            assert isinstance(data["label"], str) and metadata["extra_reward_info"]["rubrics"]
+            # what the reward makes of the Sample slime builds from it (prompt, label, metadata)
+            sample = type("Sample", (), {"status": "completed", "response": "x<|im_end|>", "label": data["label"],
+                                         "metadata": metadata, "tokens": None, "custom_rm_path": None})()
+            req = sample_to_request(object(), sample)
+            assert req.extra_reward_info.rubrics == by_id[data["id"]]["metadata"]["extra_reward_info"]["rubrics"]

@@ -138,6 +138,10 @@ def test_dry_run_argv_parses(recipe, variant):
 
     args = train_args(dry_run(recipe, **variant))
     ns = build_parser().parse_args(args)  # SystemExit (test error) on an unknown flag or a bad value
+    # the data keys of `longtrace data export` and the chat template, given explicitly (slime's defaults differ)
+    for flag in ("--input-key", "--label-key", "--metadata-key", "--apply-chat-template"):
+        assert flag in args, f"{recipe.name} does not pass {flag}"
+    assert (ns.input_key, ns.label_key, ns.metadata_key) == ("input_messages", "label", "metadata")
     if "EVAL_DATA" in variant and recipe.name != "tiny-cpu.sh":
         assert ns.eval_prompt_data[1] == variant["EVAL_DATA"] and ns.n_samples_per_eval_prompt == 4
     if "REWARD_URL" in variant and recipe.name != "tiny-cpu.sh":
@@ -225,9 +229,9 @@ def test_recipe_passes_longtrace_train_validation(recipe, tmp_path, monkeypatch)
         # several nodes colocated with PP > 1: only the disk transport reaches every engine
         if a.actor_num_nodes > 1:
             assert a.update_weight_transport == "disk"
-        sglang_ep = shlex.split(a.sglang_extra_args)
-        if "--ep-size" in sglang_ep:
-            assert per_engine % int(sglang_ep[sglang_ep.index("--ep-size") + 1]) == 0
+        if a.sglang_ep_size:
+            assert per_engine % a.sglang_ep_size == 0
+        assert a.sglang_enable_fp32_lm_head, "the rollout log-probs feed IcePop: SGLang's head in fp32 like ours"
         assert a.sglang_context_length >= a.rollout_max_context_len
     if MODELS.get(model, {}).get("num_experts"):
         assert MODELS[model]["num_experts"] % ep == 0 and ep > 1
@@ -282,7 +286,7 @@ def test_r1_qwen3_8b_stop_token_from_the_tokenizer(tmp_path):
 
 
 def test_paper_settings_of_the_4b_recipe():
-    from slime_ext.arguments import build_parser
+    from slime_ext.arguments import build_parser, loss_config
 
     a = build_parser().parse_args(train_args(dry_run(ROOT / "recipes" / "longtracerl-qwen3-4b-thinking.sh",
                                                       EVAL_DATA="/e.jsonl")))
@@ -294,7 +298,9 @@ def test_paper_settings_of_the_4b_recipe():
     assert (a.lr, a.lr_decay_style, a.weight_decay, a.adam_beta1, a.adam_beta2, a.clip_grad) == \
         (2e-6, "constant", 0.1, 0.9, 0.98, 1.0)
     assert (a.eps_clip, a.eps_clip_high, a.kl_loss_coef, a.use_kl_loss, a.entropy_coef) == (0.2, 0.28, 0.0, False, 0.0)
-    assert (a.use_tis, a.tis_mode, a.tis_clip_low, a.tis_clip) == (True, "icepop", 0.5, 2.0)
+    assert (a.use_tis, a.tis_clip_low, a.tis_clip) == (True, 0.5, 2.0)
+    assert loss_config(a).tis == "icepop"  # through slime's function path, not the clamp slime's --use-tis defaults to
+    assert a.sglang_enable_fp32_lm_head and a.dtype == "bf16"
     assert (a.rollout_temperature, a.max_tokens_per_gpu) == (1.0, 8192)
     assert (a.rubric_combine, a.eta, a.normalize_rubric_reward, a.rubric_source) == \
         ("positive_only", 0.3, True, "content")
@@ -341,22 +347,25 @@ def sglang_server_fields() -> set[str]:
 
 
 def test_sglang_pass_through_flags_and_env_exist_in_the_pinned_release():
+    """What the engines are launched with (slime's --sglang-* names translated, then SGLANG_EXTRA_ARGS) are SGLang
+    0.5.23 server arguments."""
+    from slime_ext.arguments import build_parser, sglang_server_args
+
     fields = sglang_server_fields()
     environ = next(f for f in fields if f.startswith("__environ__"))
     for recipe in RECIPES:
         if recipe.name == "tiny-cpu.sh":
             continue
-        args = train_args(dry_run(recipe))
-        given = [a.split("=", 1)[1] for a in args if a.startswith("--sglang-extra-args=")]
-        if "--sglang-extra-args" in args:
-            given.append(args[args.index("--sglang-extra-args") + 1])
-        for value in given:
-            extra = shlex.split(value)
+        for env in ({}, {"SGLANG_EXTRA_ARGS": "--kv-cache-dtype fp8_e5m2"}):
+            extra = sglang_server_args(build_parser().parse_args(train_args(dry_run(recipe, **env))))
             flags = [f for f in extra if f.startswith("--")]
             missing = [f for f in flags if f[2:].replace("-", "_") not in fields]
             assert not missing, f"{recipe.name}: not SGLang server arguments: {missing}"
-            if recipe.name != "tiny-cpu.sh":  # the rollout log-probs feed IcePop: SGLang's head in fp32 like ours
-                assert "--enable-fp32-lm-head" in extra, recipe.name
+            # the rollout log-probs feed IcePop: SGLang's head in fp32 like ours
+            assert "--enable-fp32-lm-head" in extra, recipe.name
+            assert ("--kv-cache-dtype" in extra) == bool(env), recipe.name
+            if "30b" in recipe.name:
+                assert extra[extra.index("--ep-size") + 1] == "8"
         for var in re.findall(r"export (SGLANG_[A-Z_]+)=", recipe.read_text()):
             assert var in environ, f"{recipe.name}: SGLang has no environment variable {var}"
 

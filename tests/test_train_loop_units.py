@@ -209,6 +209,10 @@ def test_parse_args_derives_defaults(tmp_path):
     (["--context-parallel-size", "1", "--eval-only"], "--eval-only needs --eval-prompt-data"),
     (["--eval-prompt-data", "only-a-name"], "takes pairs"),
     (["--tis-clip-low", "3", "--use-tis"], "tis"),
+    (["--use-tis", "--custom-tis-function-path", "my.module.tis"], "only slime's built-ins are understood"),
+    (["--use-tis", "--tis-mode", "tis", "--custom-tis-function-path", "slime.backends.megatron_utils.loss.icepop_function"],
+     "contradicts"),
+    (["--rollout-num-gpus-per-engine", "4", "--sglang-ep-size", "3"], "--sglang-ep-size 3 must divide"),
 ])
 def test_parse_args_rejects(tmp_path, flags, message):
     from slime_ext.arguments import parse_args
@@ -282,3 +286,38 @@ def test_colocated_hand_over_order_and_sync_retries():
     c.onload_trainer()
     c.sync_weights()
     assert log == [("engines.urls",), ("trainer.sync_weights", ["http://e0", "http://e1"], False)]
+
+
+@pytest.mark.parametrize("flags, mode", [
+    (["--use-tis"], "tis"),  # slime's --use-tis alone: vanilla_tis_function, the clamp
+    (["--use-tis", "--custom-tis-function-path", "slime.backends.megatron_utils.loss.icepop_function"], "icepop"),
+    (["--use-tis", "--custom-tis-function-path", "slime.backends.megatron_utils.loss.vanilla_tis_function"], "tis"),
+    (["--use-tis", "--tis-mode", "icepop"], "icepop"),
+    ([], None),
+])
+def test_tis_correction_follows_slime_names(flags, mode):
+    from slime_ext.arguments import build_parser, loss_config
+
+    a = build_parser().parse_args(["--hf-checkpoint", "m", *flags])
+    assert loss_config(a).tis == mode
+
+
+def test_slime_named_aliases():
+    from slime_ext.arguments import build_parser, sglang_server_args
+
+    a = build_parser().parse_args(["--hf-checkpoint", "m", "--bf16", "--ref-load", "/ckpt",
+                                   "--sglang-router-request-timeout-secs", "60", "--sglang-ep-size", "4",
+                                   "--sglang-enable-fp32-lm-head", "--sglang-extra-args=--kv-cache-dtype fp8_e5m2"])
+    assert (a.dtype, a.mcore_checkpoint, a.rollout_request_timeout) == ("bf16", "/ckpt", 60.0)
+    assert sglang_server_args(a) == ["--ep-size", "4", "--enable-fp32-lm-head", "--kv-cache-dtype", "fp8_e5m2"]
+
+
+def test_slime_transport_name_nccl_is_the_distributed_broadcast(tmp_path):
+    from slime_ext.arguments import parse_args
+    from slime_ext.tiny_model import make_tiny_qwen3
+
+    model = make_tiny_qwen3(tmp_path / "m", num_layers=2, hidden_size=32, num_heads=2, num_kv_heads=1, head_dim=16,
+                            ffn_hidden_size=64)
+    a = parse_args(["--cpu", "--hf-checkpoint", str(model), "--prompt-data", "x.jsonl", "--num-rollout", "1",
+                    "--run-dir", str(tmp_path / "run"), "--update-weight-transport", "nccl"])
+    assert a.update_weight_transport == "distributed"
