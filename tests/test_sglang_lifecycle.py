@@ -36,21 +36,42 @@ def manager(sglang_model, tmp_path_factory):
 
 
 def busy(url: str) -> int:
-    return httpx.get(f"{url}/v1/loads", timeout=2).json()["loads"][0]["num_running_reqs"]
+    """Requests engine ``url`` decodes now; 0 when it does not answer in time (a loaded CI machine)."""
+    try:
+        return httpx.get(f"{url}/v1/loads", timeout=2).json()["loads"][0]["num_running_reqs"]
+    except (httpx.HTTPError, ValueError, KeyError, IndexError):
+        return 0
 
 
-def kill_when_busy(pid: int, urls: list[str], done: threading.Event, min_running: int) -> None:
-    """SIGKILL the process group ``pid`` once the engines at ``urls`` decode ``min_running`` requests together."""
+def kill_when_busy(pid: int, urls: list[str], done: threading.Event, min_running: int,
+                   stop: threading.Event) -> None:
+    """SIGKILL the process group ``pid`` once the engines at ``urls`` decode ``min_running`` requests together
+    (gives up when ``stop`` is set or after 60 s)."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if sum(busy(u) for u in urls) >= min_running:
-                os.killpg(pid, signal.SIGKILL)
-                done.set()
-                return
-        except httpx.HTTPError:
-            pass
+    while time.monotonic() < deadline and not stop.is_set():
+        if sum(busy(u) for u in urls) >= min_running:
+            os.killpg(pid, signal.SIGKILL)
+            done.set()
+            return
         time.sleep(0.02)
+
+
+def rollout_while_killing(model, router_url, on_fault, pid_of, urls, min_running, attempts=3):
+    """Run a rollout while a thread SIGKILLs ``pid_of()`` once the engines at ``urls`` decode ``min_running`` requests
+    together. On 2 loaded cores a rollout can finish between two polls of /v1/loads; then it is run again (the
+    fault is what is under test, not the polling), up to ``attempts`` times. Returns (result, killed pid)."""
+    for _ in range(attempts):
+        pid, killed, stop = pid_of(), threading.Event(), threading.Event()
+        killer = threading.Thread(target=kill_when_busy, args=(pid, urls, killed, min_running, stop))
+        killer.start()
+        try:
+            result = run_rollout(model, router_url, on_fault)
+        finally:
+            stop.set()
+            killer.join(timeout=60)
+        if killed.is_set():
+            return result, pid
+    pytest.fail(f"the engines never decoded {min_running} requests together in {attempts} rollouts")
 
 
 def rollout_records(n):
@@ -107,13 +128,9 @@ def test_two_engines_behind_the_router(manager):
 
 def test_engine_killed_mid_rollout_is_restarted_and_no_sample_is_lost(manager, sglang_model):
     victim = manager.engines[0]
-    old_pid, events = victim.process.pid, len(manager.events)
-    killed = threading.Event()
-    killer = threading.Thread(target=kill_when_busy, args=(old_pid, [victim.url], killed, 2))
-    killer.start()
-    result = run_rollout(sglang_model, manager.router_url, manager.recover)
-    killer.join(timeout=60)
-    assert killed.is_set(), "the engine was never busy enough to be killed mid-run"
+    events = len(manager.events)
+    result, old_pid = rollout_while_killing(sglang_model, manager.router_url, manager.recover,
+                                            lambda: victim.process.pid, [victim.url], 2)
     deadline = time.monotonic() + 120
     while len(manager.events) == events and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -128,13 +145,9 @@ def test_engine_killed_mid_rollout_is_restarted_and_no_sample_is_lost(manager, s
 
 
 def test_router_killed_mid_rollout_is_restarted_and_no_sample_is_lost(manager, sglang_model):
-    old_pid, events = manager.router_process.pid, len(manager.events)
-    killed = threading.Event()
-    killer = threading.Thread(target=kill_when_busy, args=(old_pid, manager.engine_urls, killed, 4))
-    killer.start()
-    result = run_rollout(sglang_model, manager.router_url, manager.recover)
-    killer.join(timeout=60)
-    assert killed.is_set()
+    events = len(manager.events)
+    result, old_pid = rollout_while_killing(sglang_model, manager.router_url, manager.recover,
+                                            lambda: manager.router_process.pid, manager.engine_urls, 2)
     assert any(e.startswith("router") and "restarted with 2 engine(s)" in e for e in manager.events[events:]), manager.events
     assert manager.router_process.pid != old_pid and manager.router_process.alive()
     assert_nothing_lost(result)
