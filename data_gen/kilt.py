@@ -9,7 +9,12 @@ A KILT record (one JSON object per line of ``kilt_knowledgesource.json``) looks 
      "categories": "Marketing,Email", "history": {...}, "wikidata_info": {...}}
 
 ``text[0]`` is the title line; section headings are paragraphs of the form ``Section::::Name.`` (sub-sections
-``Section::::Name.:Sub.``), list items ``BULLET::::- item``.
+``Section::::Name.:Sub.``, any depth), list items ``BULLET::::- item`` (numbered lists ``BULLET::::2. item``).
+Every paragraph ends in "\n"; anchors' ``start``/``end`` are character offsets into ``text[paragraph_id]``.
+``href`` is the link target as written, URL-quoted, often with a section fragment and not capitalised
+("English%20alphabet%23Letter%20names", "Greek_alphabet%23History", "vowel", "%23Dog-Wolf%20admixture" for a
+link inside the page); anchors may lack ``wikipedia_title``/``wikipedia_id`` (the Hugging Face loader defaults
+them to ""). Checked on real records: tests/fixtures/kilt/ (see its PROVENANCE.md).
 
 Clean-up (DeepDive's rule, which LongTraceRL's walks follow): the page is cut at the first heading whose
 top-level name is one of ``CUT_SECTIONS`` ("See also", "References", "External links", "Further reading",
@@ -18,6 +23,7 @@ as disambiguation pages by title, category or their "may refer to:" opening.
 """
 from __future__ import annotations
 
+import html
 import re
 from functools import lru_cache
 from dataclasses import dataclass, field
@@ -33,6 +39,7 @@ CUT_SECTIONS = frozenset(s.casefold() for s in (
 ))
 _DISAMBIG_OPENING = re.compile(r"\b(?:may|might|can) (?:also )?refer to\s*:?\s*$", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+_NUMBERED = re.compile(r"\d+\. ")
 
 
 class KiltFormatError(ValueError):
@@ -77,7 +84,10 @@ def title_key(title: str) -> str:
     t = title.replace("_", " ")
     if "  " in t or not t.isprintable() or t != t.strip():
         t = _SPACES.sub(" ", t).strip()
-    return t[:1].upper() + t[1:]
+    first = t[:1].upper()
+    if len(first) > 1:  # "ß" -> "SS", "ẚ" -> "Aʾ": MediaWiki leaves such a first letter as it is
+        first = t[:1]
+    return first + t[1:]
 
 
 def url_for_title(title: str) -> str:
@@ -97,10 +107,14 @@ def title_from_url(url: str) -> str | None:
 
 
 def _href_title(href: str) -> str:
+    """The page an href names: URL-unquoted, HTML entities decoded, the "#section" fragment dropped;
+    "" for a link to a section of the same page ("%23History")."""
     if "%" in href:
         plain = href.replace("%20", " ")
         href = unquote(plain) if "%" in plain else plain
-    return title_key(href)
+    if "&" in href and ";" in href:
+        href = html.unescape(href)
+    return title_key(href.split("#", 1)[0])
 
 
 def heading_name(paragraph: str) -> str | None:
@@ -120,7 +134,7 @@ def render_paragraph(paragraph: str, markdown: bool = True) -> str:
         return f"{'#' * (len(parts) + 1)} {name}" if markdown else name
     if paragraph.startswith(BULLET_PREFIX):
         item = paragraph[len(BULLET_PREFIX):].strip()
-        return item if item.startswith("- ") else f"- {item}"
+        return item if item.startswith("- ") or _NUMBERED.match(item) else f"- {item}"
     return paragraph
 
 
@@ -181,6 +195,7 @@ def parse_record(record: Any) -> Page:
     if cut_at is not None:
         paragraphs = paragraphs[:cut_at]
 
+    page_title = title_key(title)
     raw_anchors = record.get("anchors") or []
     if not isinstance(raw_anchors, list):
         raise KiltFormatError("anchors must be a list")
@@ -196,6 +211,8 @@ def parse_record(record: Any) -> Page:
             continue  # in the cut tail
         href = a.get("href")
         href_title = _href_title(href) if isinstance(href, str) and href.strip() else None
+        if href_title == "":
+            href_title = page_title  # "#Section": a link into this page
         target = a.get("wikipedia_title")
         target = title_key(target) if isinstance(target, str) and target.strip() else href_title
         if not target:
@@ -213,7 +230,7 @@ def parse_record(record: Any) -> Page:
     categories = _categories(record.get("categories"))
     meta = {k: v for k, v in record.items() if k not in _KNOWN_FIELDS}
     return Page(
-        wiki_id=str(wiki_id).strip(), title=title_key(title), paragraphs=paragraphs, anchors=anchors,
+        wiki_id=str(wiki_id).strip(), title=page_title, paragraphs=paragraphs, anchors=anchors,
         categories=categories, is_disambiguation=is_disambiguation(title, categories, paragraphs),
         cut_at=cut_at, meta=meta,
     )

@@ -1,6 +1,7 @@
 """KILT records: clean-up, disambiguation, store ingestion with rejects and crash/resume."""
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,80 @@ def test_redirect_names_in_hrefs_become_aliases(tmp_path):
     store = Store(tmp_path / "s.db")
     assert store.resolve_title("Old Beta") == store.resolve_title("Beta")
     assert store.resolve_url("https://en.wikipedia.org/wiki/Old_Beta") == store.resolve_title("Beta")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Real records of kilt_knowledgesource.json (tests/fixtures/kilt/PROVENANCE.md): pages 290 "A" (whole),
+# 25 "Autism" (first 7 paragraphs) and 5141410 "Origin of the domestic dog" (first 12 paragraphs).
+# The expected numbers below were counted by hand in the fixture file, not computed with the reader.
+FIXTURE = Path(__file__).parent / "fixtures" / "kilt" / "kilt_excerpt.jsonl"
+
+
+def _real_records():
+    return [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+
+
+def test_real_records_parse_with_hand_counted_shapes():
+    a, autism, dog = (parse_record(r) for r in _real_records())
+    assert [(p.wiki_id, p.title) for p in (a, autism, dog)] == [
+        ("290", "A"), ("25", "Autism"), ("5141410", "Origin of the domestic dog")]
+    # "A": 69 paragraphs, the last two are "Section::::External links." and one bullet -> cut at 67
+    assert a.cut_at == 67 and len(a.paragraphs) == 67 and a.paragraphs[0] == "A"
+    assert sum(p.startswith("Section::::") for p in a.paragraphs) == 11  # 12 headings in the record
+    assert sum(p.startswith("BULLET::::") for p in a.paragraphs) == 35  # 36 bullets in the record
+    assert "History of the Alphabet" not in a.body_text() and "External links" not in a.body_text()
+    assert (autism.cut_at, len(autism.paragraphs), dog.cut_at, len(dog.paragraphs)) == (None, 7, None, 12)
+    # anchors: 146 / 28 / 57, none of A's is in its cut tail (the last anchored paragraph is 66)
+    assert [len(p.anchors) for p in (a, autism, dog)] == [146, 28, 57]
+    assert a.categories == ["ISO basic Latin letters"] and dog.categories == ["Origins", "Dogs"]
+    assert len(autism.categories) == 8 and "Articles containing video clips" in autism.categories
+    assert not any(p.is_disambiguation for p in (a, autism, dog))
+    assert a.meta["history"]["revid"] == 907008348 and a.meta["wikidata_info"] == {"wikidata_id": "Q9659"}
+    assert render_paragraph(a.paragraphs[38]) == "### Descendants and related characters in the Latin alphabet"
+    assert render_paragraph(dog.paragraphs[10]) == "### Time of genetic divergence"
+    assert render_paragraph(a.paragraphs[16]) == '- the near-open front unrounded vowel as in "pad";'
+
+
+def test_real_anchor_offsets_index_the_cleaned_paragraphs():
+    for page in (parse_record(r) for r in _real_records()):
+        for anchor in page.anchors:  # the trailing "\n" that the reader strips never shifts an offset
+            assert page.paragraphs[anchor.paragraph_id][anchor.start:anchor.end] == anchor.text
+
+
+def test_real_hrefs_lose_their_section_fragment():
+    a, _, dog = (parse_record(r) for r in _real_records())
+    by_text = {(x.paragraph_id, x.text): x.target_title for x in a.anchors + dog.anchors}
+    assert by_text[(1, "named")] == "English alphabet"  # href English%20alphabet%23Letter%20names
+    assert by_text[(1, "Ancient Greek letter")] == "Greek alphabet"  # href Greek_alphabet%23History
+    assert by_text[(2, "indefinite article")] == "Article (grammar)"
+    assert by_text[(1, "vowel")] == "Vowel"  # href "vowel": first letter capitalised
+    assert by_text[(9, "commensal pathway")] == "Domestication of animals"
+    # "%23Bonn%E2%80%93Oberkassel%20dog" (paragraphs 2 and 9) is a link into the page itself
+    assert [(x.paragraph_id, x.target_title) for x in dog.anchors if x.text == "Bonn–Oberkassel dog"] == [
+        (2, "Origin of the domestic dog"), (9, "Origin of the domestic dog")]
+    assert not any("#" in x.target_title for x in a.anchors + dog.anchors)
+    assert [x.target_title for x in a.anchors if x.text == "ẚ"] == ["ẚ"]  # not "Aʾ" (str.upper of "ẚ")
+    assert render_paragraph("BULLET::::2. \"Do You Know What I Mean\" – 3:45").startswith("2. ")
+
+
+def test_real_excerpt_ingests_and_resolves_links_by_hand_count(tmp_path):
+    records = _real_records()
+    # real records also carry the resolved target per anchor; for A's first anchor KILT has
+    # wikipedia_title "English alphabet", wikipedia_id "378194" (see PROVENANCE.md)
+    records[0]["anchors"][0].update(wikipedia_title="English alphabet", wikipedia_id="378194")
+    stubs = [kilt_page(wid, title, [f"{title} stub."]) for wid, title in [
+        (378194, "English alphabet"), (9001, "Greek alphabet"), (9002, "Article (grammar)"),
+        (9003, "Grey wolf"), (9004, "Domestication of animals")]]
+    src = tmp_path / "kilt.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records + stubs), encoding="utf-8")
+    summary = ingest(src, tmp_path / "s.db", tmp_path / "rej.jsonl")
+    assert summary.rejects == 0
+    store = Store(tmp_path / "s.db")
+    # A -> English alphabet x2, Greek alphabet x3, Article (grammar) x2; the dog page -> Grey wolf x2,
+    # Domestication of animals x3 and itself x2 ("#Bonn–Oberkassel dog"); Autism -> none of these pages
+    assert store.stats() == {"pages": 8, "disambiguation_pages": 0, "links": 146 + 28 + 57,
+                             "resolved_links": 14, "aliases": 0, "walkable_pages": 0}
+    assert store.page_by_title("A").n_out == 3 and store.page_by_title("Autism").n_out == 0
+    assert store.page_by_title("Origin of the domestic dog").n_out == 2  # the self-links do not count
+    assert store.resolve_title("English alphabet#Letter names") is None  # no fragment alias
+    assert store.page_by_title("origin of the domestic dog").url.endswith("/Origin_of_the_domestic_dog")
