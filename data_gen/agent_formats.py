@@ -26,9 +26,9 @@ from reward.rule_judge import extract_answer
 
 from .browser import Browser
 from .chat import ChatReply
+from .urls import numbered_citations
 
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
-_CITATION = re.compile(r"\[(\d+)\]\((?:view-source:)?(https?://[^\s)]+)\)(?=[\],])")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
@@ -81,12 +81,7 @@ def extract_citations(final_text: str) -> list[tuple[int, str]]:
     cut = body.rfind("## References")
     if cut >= 0:
         body = body[:cut]
-    out, seen = [], set()
-    for label, url in _CITATION.findall(body):
-        if url not in seen:
-            seen.add(url)
-            out.append((int(label), url))
-    return out
+    return numbered_citations(body)
 
 
 # ------------------------------------------------------------------------------------------------ CaRR

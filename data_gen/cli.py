@@ -159,7 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=5)
 
     p = sub.add_parser("import", help="other agents' trajectory logs -> unified trajectory JSONL (resumable)")
-    p.add_argument("--input", type=Path, nargs="+", required=True, help="JSONL or JSON files of trajectories")
+    p.add_argument("--input", type=Path, nargs="+", required=True,
+                   help="trajectory files as the agents publish them: JSONL, one JSON document (a list, or records "
+                   "under 'records' / 'cases' ...) or ChatML transcript text (Search-R1's example/case.txt)")
     p.add_argument("--output", type=Path, required=True, help="trajectories JSONL (appended; keyed by trajectory_id)")
     p.add_argument("--format", choices=IMPORT_FORMATS, default="auto", help="input format (default auto: per record)")
     p.add_argument("--agent", help="agent name written in the records (default: the format name)")
@@ -630,9 +632,7 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from reward.jsonl import count_lines
-
-    from .importers import import_files, load_known_questions
+    from .importers import count_records, import_files, load_known_questions
 
     missing = [p for p in args.input if not p.is_file()]
     if missing:
@@ -650,14 +650,37 @@ def cmd_import(args) -> int:
             await judge.aclose()
 
     with _progress("importing") as progress:
-        task = progress.add_task("i", total=sum(count_lines(p) for p in args.input))
+        sizes = [count_records(p) for p in args.input]
+        task = progress.add_task("i", total=None if None in sizes else sum(sizes))
         c = asyncio.run(run(progress, task))
+    verdicts = f"{c['correct']} correct, {c['wrong']} wrong, {c['no_gold']} without a verdict (no gold answer)"
+    if c["judge_errors"]:
+        verdicts += f"; {c['judge_errors']} judge errors (counted wrong)"
     _summary(f"trajectories -> {args.output}", [
         ("imported now", c["imported"]), ("already imported (resume)", c["skipped"]),
         ("by input format", ", ".join(f"{k} {v}" for k, v in c["by_format"].items()) or "-"),
-        ("correct", f"{c['correct']} of {c['imported']} ({c['judged']} judged here, the rest carried a verdict)"),
+        ("verdicts", verdicts),
+        ("judged here", f"{c['judged']} (the others carried their own verdict or had no gold answer)"),
         ("records rejected", f"{c['rejected']}" + (f"  -> {c['rejects_file']}" if c["rejects_file"] else ""))])
+    _import_rejects_table(c)
+    if c["imported"] + c["skipped"] == 0:
+        console.print(f"[red]error:[/red] no trajectory imported from {', '.join(map(str, args.input))}"
+                      + (f": {c['rejected']} record(s) rejected, reasons above" if c["rejected"] else ": no records"))
+        return 1
     return 0
+
+
+def _import_rejects_table(c: dict) -> None:
+    """Rejected records by reason, most frequent first, each with its first occurrence (file, position, field)."""
+    if not c["rejected"]:
+        return
+    table = Table(title="rejected records by reason")
+    table.add_column("reason")
+    table.add_column("records", justify="right")
+    table.add_column("first one (file, line or record, field: error)", overflow="fold")
+    for reason, n in sorted(c["reasons"].items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(reason, str(n), c["examples"][reason][:300])
+    out.print(table)
 
 
 def cmd_tiers(args) -> int:

@@ -1,41 +1,60 @@
-"""Trajectory importers: other search agents' logs -> the unified trajectory record (trajectory.py).
+"""Trajectory importers: other search agents' files, as the agents publish them -> the unified trajectory record
+(trajectory.py). Checked against excerpts of the published files (tests/fixtures/published, PROVENANCE.md there).
 
 Accepted input formats (``--format``; ``auto`` decides per record):
 
-``carr``            CaRR / DeepDive-4B-SFT slime dumps: ``history`` (or ``metadata.history``, or ``messages``) with
-                    assistant ``reasoning_content`` / ``content`` / ``tool_calls`` (``{name, arguments}`` with
-                    arguments as a JSON string, or OpenAI ``{function: {...}}``), ``truncated_content`` /
-                    ``aborted_content`` / ``ill_formed_content`` for cut turns, and ``tool`` turns whose content is
-                    a list of ``{tool_call_id, output}``; values may be wrapped in one-element lists, as in CaRR's
-                    released example file. Tools ``browser.search{query, num}``, ``browser.open{id | url}`` (an
-                    integer is a 0-based index into the latest results), ``browser.find{pattern}``. Citations:
-                    ``[[n](url)]`` in the final answer before "## References"; only URLs that appeared in some
-                    tool output count.
+``carr``            CaRR / DeepDive-4B-SFT slime dumps (CaRR's ``deepsearch_rm_with_rubrics/browsecomp_example.json``):
+                    ``history`` (or ``metadata.history``, or ``messages``) with assistant ``reasoning_content`` /
+                    ``content`` / ``tool_calls`` (``{name, arguments}`` with arguments as a JSON string, or OpenAI
+                    ``{function: {...}}``), ``truncated_content`` / ``aborted_content`` / ``ill_formed_content`` for
+                    cut turns, and ``tool`` turns whose content is a list of ``{tool_call_id, output}``; values may be
+                    wrapped in one-element lists. Tools ``browser.search{query, num}``, ``browser.open{id | url}``
+                    (an integer is a 0-based index into the latest results), ``browser.find{pattern}``. Citations:
+                    ``[[n](url)]`` in the final answer before "## References" (parentheses inside the URL balanced,
+                    urls.numbered_citations); only URLs that appeared in some tool output count. Verdict: the
+                    record's ``rewards``.
 ``literesearcher``  LiteResearcher inference records (``question``, ``answer``, ``messages``, ``prediction``,
-                    ``termination``, ``judge``), also inside ``{"metadata", "records": [...]}``: ``<tool_call>``
-                    JSON in assistant text, ``<tool_response>`` user turns, ``search{query: [...]}`` with
-                    Serper-style text results, ``visit{url: [...], goal}`` with the evidence/summary frame.
-``dr-venus``        DR-Venus inference / SFT / RL records (``messages`` + ``question``/``gt``/``prediction``):
-                    the same protocol, search results as a JSON list ``[{query, web_page_info_list: [...]}]``.
+                    ``termination``, ``judge``), also inside ``{"metadata", "records": [...]}``, and its case viewer
+                    files (``docs/cases/cases/<Benchmark>.json``: ``{"benchmark", "cases": [{id, question,
+                    reference_answer, final_answer, judge_correct, judge_verdict, steps: [...]}]}``, steps of type
+                    question / assistant (``think``, parsed ``tool_calls``, ``answer``) / tool_response):
+                    ``<tool_call>`` JSON in assistant text, ``<tool_response>`` user turns, ``search{query: [...]}``
+                    with Serper-style text results, ``visit{url: [...], goal}`` with the evidence/summary frame.
+                    Verdict: ``judge_correct`` or ``judge.correct``; question ids are "<benchmark>:<id>".
+``dr-venus``        DR-Venus inference / SFT ``{question, messages, gt}`` / RL ``{request_id, sample_idx, messages,
+                    finished}`` records: the same protocol, search results as a JSON list ``[{query,
+                    web_page_info_list: [...]}]``. No verdict of its own; RL rollouts carry no gold answer.
 ``deepresearcher``  DeepResearcher rollouts ``{idx, question, message_str}``: one rendered ChatML string;
                     ``web_search{query: [...]}`` / ``browse_webpage{url_list: [...]}``, outputs as Python-literal
                     lists. Only URLs of the latest search are read by that agent, so others do not count as opened.
-``search-r1``       Search-R1 style ``<search>q</search>`` calls with ``<information>Doc k(Title: t) ...
-                    </information>`` results inside one assistant stream (rendered string or messages).
+                    (The repository publishes no rollout file; its signal/ hand-off buffers show the tool formats.)
+``search-r1``       Search-R1 transcripts: ``<search>q</search>`` calls with ``<information>Doc k(Title: t) ...
+                    </information>`` results inside one assistant stream, as a rendered string, messages, or a
+                    plain ChatML text file of several conversations (its ``example/case.txt``).
 ``longtrace``       the project's own trajectory records (validated and passed through).
 
-Records may be JSONL (one per line; rejects name the line) or one JSON document (a list of records, or an object
-with ``records`` / ``cases`` / ``data`` / ``trajectories``; rejects name the record's position).
+Files (``input_kind``, decided from the content): JSONL (one record a line; rejects name the line), one JSON
+document (a list of records, or an object with ``records`` / ``cases`` / ``data`` / ``trajectories`` /
+``samples``; rejects name the record's position), or ChatML text (each ``<|im_start|>system`` starts a record;
+rejects name its first line).
 
 What is tolerated: a missing ``<think>`` or ``</think>``, relaxed JSON / JSON5 / Python-literal arguments
-(tool_text.py), a string where a list is expected, several calls in one turn (each paired with its output by
-``tool_call_id`` or by order; calls without output are recorded as errors), outputs in a ``tool`` turn or in
-``<tool_response>`` blocks of a user turn, truncated final turns (termination ``truncated``), unknown tools
-(recorded as ``tool`` events). Tool names map to search / open / find through ``TOOL_KINDS``. An open whose
-output is a failure page (tool_text.ERROR_MARKERS) has ``ok: false`` and does not count as opened.
+(tool_text.py), a string where a list is expected, URLs with spaces, several calls in one turn (each paired with
+its output by ``tool_call_id`` or by order; calls without output are recorded as errors), outputs in a ``tool``
+turn or in ``<tool_response>`` blocks of a user turn, truncated final turns (termination ``truncated``; a
+transcript whose last turn closed its ``<answer>`` but shows no end token is finished), unknown tools (recorded as
+``tool`` events). Tool names map to search / open / find through ``TOOL_KINDS``. Whether an open showed the agent
+a page is decided by tool_text.page_failure from the whole output of that page, the same way for every format:
+timeouts, tool errors, HTTP errors, pages that do not exist, blocked pages and empty pages have ``ok: false`` and
+an ``error`` "<kind>: <evidence>", and do not count as opened.
 
-A record that cannot be read (no conversation, no question, not an object, an unknown format) raises
-``ImportFailed`` with the reason; the CLI writes it to the rejects file.
+Verdicts: a record's own verdict is used when it has one (``_record_verdict``); otherwise import_files judges the
+final answer against the gold answer, and a record without a gold answer gets no verdict (``correct`` None,
+``verdict.status`` "no_gold"), which is not the same as a wrong answer.
+
+A record that cannot be read (no conversation, no question, not an object, an unknown format, a malformed field)
+raises ``ImportFailed`` with a short ``reason`` and the ``field``; the CLI writes it to the rejects file with the
+file name and position, and prints the counts per reason.
 """
 from __future__ import annotations
 
@@ -50,9 +69,9 @@ from reward.normalize import normalize
 from reward.rule_judge import extract_answer
 
 from .agent_formats import extract_citations
-from .tool_text import (RawCall, ToolTextError, after_think, count_find_matches, error_reason, normalise_call,
+from .tool_text import (RawCall, ToolTextError, after_think, count_find_matches, normalise_call,
                         parse_call_block, parse_page_outputs, parse_search_output, tool_call_blocks,
-                        tool_response_blocks)
+                        tool_failure, tool_response_blocks)
 from .trajectory import SCHEMA, stats, url_key
 
 INPUT_FORMATS = ("auto", "longtrace", "carr", "literesearcher", "dr-venus", "deepresearcher", "search-r1")
@@ -72,7 +91,13 @@ MAX_OPEN_TEXT = 20_000  # characters of an opened page kept in the open event (r
 
 
 class ImportFailed(ValueError):
-    """A record that cannot be turned into a trajectory (the message says why)."""
+    """A record that cannot be turned into a trajectory. ``reason`` is the short cause the import summary counts
+    ("no conversation", "no question", "bad field" ...); ``field`` names the offending field when there is one."""
+
+    def __init__(self, message: str, reason: str | None = None, field: str | None = None):
+        super().__init__(message if field is None or field in message else f"field {field!r}: {message}")
+        self.reason = reason or message.split(" (")[0].split(":")[0][:60]
+        self.field = field
 
 
 @dataclass
@@ -86,21 +111,72 @@ class Turn:
 
 
 # ------------------------------------------------------------------------------------------------ reading files
-def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(position, record or exception): JSONL line numbers, or 1-based positions inside one JSON document."""
-    path = Path(path)
+DOCUMENT_KEYS = ("records", "cases", "data", "trajectories", "samples")
+
+
+_CONVERSATION_KEYS = ("history", "messages", "conversations", "conversation", "trajectory", "steps", "message_str",
+                      "transcript", "response")
+
+
+def _document_records(doc) -> list | None:
+    """The records of a JSON document: the document itself when it is a list, the list under one of
+    DOCUMENT_KEYS of an object that is not itself a record, else None."""
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict) and not any(k in doc for k in _CONVERSATION_KEYS):
+        key = next((k for k in DOCUMENT_KEYS if isinstance(doc.get(k), list)), None)
+        if key is not None:
+            return doc[key]
+    return None
+
+
+def input_kind(path: str | Path) -> str:
+    """"jsonl" (one record a line), "json" (one document, over several lines or on one line) or "transcript"
+    (rendered ChatML text, e.g. Search-R1's example/case.txt), decided from the content, whatever the extension."""
+    lines = []
     with open(path, encoding="utf-8") as f:
-        first = ""
         for line in f:
             if line.strip():
-                first = line
-                break
+                lines.append(line)
+                if len(lines) == 2:
+                    break
+    first = lines[0] if lines else ""
+    head = first.lstrip()
+    if head.startswith("<|im_start|>"):
+        return "transcript"
     try:
-        json.loads(first)
-        whole = False
+        obj = json.loads(first)
     except json.JSONDecodeError:
-        whole = bool(first.strip()) and first.lstrip()[0] in "[{"
-    if not whole:
+        return "json" if head[:1] in "[{" else "jsonl"
+    return "json" if len(lines) == 1 and _document_records(obj) is not None else "jsonl"
+
+
+_CONVERSATION_START = re.compile(r"^<\|im_start\|>system\b", re.MULTILINE)
+
+
+def _transcripts(path: Path) -> Iterator[tuple[int, Any]]:
+    """One record ``{"transcript": text}`` per conversation of a ChatML text file (a new one starts at each
+    ``<|im_start|>system``; without a system turn the whole file is one), positioned by its first line."""
+    text = path.read_text(encoding="utf-8")
+    starts = [m.start() for m in _CONVERSATION_START.finditer(text)] or [len(text) - len(text.lstrip())]
+    if text[:starts[0]].strip():
+        starts.insert(0, 0)
+    for j, a in enumerate(starts):
+        chunk = text[a: starts[j + 1] if j + 1 < len(starts) else len(text)]
+        if chunk.strip():
+            yield text.count("\n", 0, a) + 1, {"transcript": chunk.strip()}
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(position, record or exception): JSONL line numbers, 1-based positions inside one JSON document (a list,
+    or a list under one of DOCUMENT_KEYS, e.g. LiteResearcher's viewer ``{"benchmark", "cases": [...]}``), or the
+    first line of each conversation of a ChatML transcript file."""
+    path = Path(path)
+    kind = input_kind(path)
+    if kind == "transcript":
+        yield from _transcripts(path)
+        return
+    if kind == "jsonl":
         from reward.jsonl import read_jsonl
 
         yield from read_jsonl(path)
@@ -110,22 +186,35 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
     except json.JSONDecodeError as e:
         yield e.lineno, e
         return
-    if isinstance(doc, dict):
-        for key in ("records", "cases", "data", "trajectories", "samples"):
-            if isinstance(doc.get(key), list):
-                doc = doc[key]
-                break
-        else:
-            doc = [doc]
+    records = _document_records(doc)
+    doc = records if records is not None else [doc] if isinstance(doc, dict) else doc
     if not isinstance(doc, list):
-        yield 1, ImportFailed("a JSON document must be a list of records or hold one under 'records'")
+        yield 1, ImportFailed("a JSON document must be a list of records or hold one under "
+                              + "/".join(repr(k) for k in DOCUMENT_KEYS), reason="not a list of records")
         return
     yield from enumerate(doc, 1)
 
 
+def count_records(path: str | Path) -> int | None:
+    """Records in a file, cheaply: JSONL lines, transcript conversations; None for a JSON document (unknown)."""
+    kind = input_kind(path)
+    if kind == "json":
+        return None
+    if kind == "transcript":
+        return max(1, len(_CONVERSATION_START.findall(Path(path).read_text(encoding="utf-8"))))
+    from reward.jsonl import count_lines
+
+    return count_lines(path)
+
+
+def position_label(path: str | Path) -> str:
+    """What a record position counts in this file: "line" (JSONL, transcripts) or "record" (a JSON document)."""
+    return "record" if input_kind(path) == "json" else "line"
+
+
 def _unwrap(value):
     """CaRR's example file wraps every value in a one-element list."""
-    while isinstance(value, list) and len(value) == 1 and isinstance(value[0], (list, str)):
+    while isinstance(value, list) and len(value) == 1 and isinstance(value[0], (list, str, int, float)):
         value = value[0]
     return value
 
@@ -146,11 +235,11 @@ def _text(content) -> str:
     return json.dumps(content, ensure_ascii=False)
 
 
-def _message_turns(messages: list) -> list[Turn]:
+def _message_turns(messages: list, key: str = "messages") -> list[Turn]:
     turns = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise ImportFailed(f"message {i} is not an object")
+            raise ImportFailed(f"is a {type(m).__name__}, not an object", reason="bad field", field=f"{key}[{i}]")
         role = str(m.get("role", m.get("from", ""))).lower()
         role = ROLE_ALIASES.get(role, role)
         content = m.get("content", m.get("value"))
@@ -178,9 +267,51 @@ _CHATML = re.compile(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>|(?=<\|im_start\
 
 
 def _chatml_turns(text: str) -> list[Turn]:
+    """Turns of a rendered ChatML string. A last assistant turn without ``<|im_end|>`` is cut off, unless it
+    closed an ``<answer>``: decoded generations (Search-R1's transcripts) stop at ``</answer>`` and never show
+    the end token."""
     turns = [Turn(role, body) for role, body in _CHATML.findall(text)]
-    if turns and "<|im_end|>" not in text[text.rfind("<|im_start|>"):]:
-        turns[-1].cut = turns[-1].role == "assistant"
+    if turns and turns[-1].role == "assistant" and "<|im_end|>" not in text[text.rfind("<|im_start|>"):]:
+        turns[-1].cut = "</answer>" not in after_think(turns[-1].content)
+    return turns
+
+
+def _viewer_turns(steps: list) -> list[Turn]:
+    """LiteResearcher's case viewer (docs/cases/cases/<Benchmark>.json): ``steps`` of type "question" (the user
+    turn), "assistant" (``think``, ``tool_calls`` already parsed as ``{name: "search", queries}`` or ``{name:
+    "visit", urls, goal}``, ``answer``) and "tool_response" (``content``: the ``<tool_response>`` block(s))."""
+    turns = []
+    for i, step in enumerate(steps):
+        where = f"steps[{i}]"
+        if not isinstance(step, dict):
+            raise ImportFailed(f"is a {type(step).__name__}, not an object", reason="bad field", field=where)
+        kind = step.get("type")
+        if kind in ("question", "user"):
+            turns.append(Turn("user", _text(step.get("content"))))
+        elif kind in ("tool_response", "tool"):
+            content = _text(step.get("content"))
+            turns.append(Turn("user", content) if "<tool_response>" in content
+                         else Turn("tool", outputs=[(None, content)]))
+        elif kind == "assistant":
+            calls = step.get("tool_calls") or []
+            if not isinstance(calls, list):
+                raise ImportFailed("is not a list", reason="bad field", field=f"{where}.tool_calls")
+            native = []
+            for j, call in enumerate(calls):
+                if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                    raise ImportFailed("has no tool name", reason="bad field", field=f"{where}.tool_calls[{j}]")
+                args = {k: v for k, v in call.items() if k != "name"}
+                for shown, real in (("queries", "query"), ("urls", "url")):  # the viewer's names for the arguments
+                    if shown in args and real not in args:
+                        args[real] = args.pop(shown)
+                native.append({"name": call["name"], "arguments": args})
+            think, answer = _text(step.get("think")), step.get("answer")
+            content = (f"<think>\n{think}\n</think>\n" if think else "") + (
+                f"<answer>{_text(answer)}</answer>" if answer not in (None, "") else _text(step.get("content")))
+            turns.append(Turn("assistant", content, native_calls=native))
+        else:
+            raise ImportFailed(f"is {kind!r}, expected question, assistant or tool_response", reason="bad field",
+                               field=f"{where}.type")
     return turns
 
 
@@ -210,11 +341,14 @@ def conversation(record: dict) -> list[Turn]:
     for key in ("history", "messages", "conversations", "conversation", "trajectory"):
         value = _unwrap(record.get(key))
         if isinstance(value, list) and value:
-            return _split_inline_outputs(_message_turns(value))
+            return _split_inline_outputs(_message_turns(value, key))
     meta = record.get("metadata")
     if isinstance(meta, dict) and isinstance(_unwrap(meta.get("history")), list):
-        return _split_inline_outputs(_message_turns(_unwrap(meta["history"])))
-    for key in ("message_str", "sequences_str", "full_text"):
+        return _split_inline_outputs(_message_turns(_unwrap(meta["history"]), "metadata.history"))
+    steps = record.get("steps")
+    if isinstance(steps, list) and steps:
+        return _viewer_turns(steps)
+    for key in ("message_str", "transcript", "sequences_str", "full_text"):
         value = _unwrap(record.get(key))
         if isinstance(value, str) and value.strip():
             return _split_inline_outputs(_chatml_turns(value) or [Turn("assistant", value)])
@@ -225,7 +359,8 @@ def conversation(record: dict) -> list[Turn]:
             return _split_inline_outputs(_chatml_turns(text))
         user = [Turn("user", prompt)] if isinstance(prompt, str) and prompt.strip() else []
         return _split_inline_outputs(user + [Turn("assistant", response)])
-    raise ImportFailed("no conversation found (looked for history, messages, conversations, message_str, response)")
+    raise ImportFailed("no conversation found (looked for history, messages, conversations, steps, message_str, "
+                       "transcript, response)", reason="no conversation")
 
 
 # ------------------------------------------------------------------------------------------------ fields
@@ -265,24 +400,51 @@ def _gold_answer(record: dict) -> str | None:
     return str(v) if isinstance(v, (str, int, float)) and str(v).strip() else None
 
 
+def _verdict(correct: bool | None, score: float | None, status: str, judge: str | None = None,
+             error: str | None = None, extracted: str | None = None) -> dict:
+    """The verdict record: ``status`` is "from_record" (the agent's own judge or reward), "judged" (our judge),
+    "no_gold" (nothing to compare with: correct is None, not False), "no_answer" (a gold answer but no final
+    answer: wrong), "judge_error" (the judge failed: correct False, ``error`` says why) or "unjudged" (a gold answer
+    but no judge to ask: correct None)."""
+    return {"correct": correct, "score": score, "extracted": extracted, "judge": judge, "error": error,
+            "status": status}
+
+
+_VERDICT_WORDS = {"correct": True, "yes": True, "true": True, "incorrect": False, "wrong": False, "no": False,
+                  "false": False}
+
+
 def _record_verdict(record: dict) -> dict | None:
-    """A verdict the record already carries (its own judge), or None."""
-    def verdict(correct: bool, score: float, source: str) -> dict:
-        return {"correct": bool(correct), "score": float(score), "extracted": None, "judge": f"record:{source}",
-                "error": None}
+    """The verdict the record already carries, or None. Looked for, in order: a boolean ``correct`` /
+    ``is_correct`` / ``judge_correct`` (LiteResearcher's viewer), ``judge.correct`` / ``verdict.correct``
+    (LiteResearcher inference files), a ``judge_verdict`` word ("CORRECT", "INCORRECT"), a numeric
+    ``outcome_reward`` / ``acc`` / ``accuracy``, then CaRR's ``rewards`` (the reward server's value: outcome reward,
+    or (1 - λ)·outcome + λ·rubric with λ <= 0.5, so above 0.5 is a correct answer, below is a wrong one and exactly
+    0.5 decides nothing)."""
+    def found(correct: bool, score: float, source: str) -> dict:
+        return _verdict(bool(correct), float(score), "from_record", judge=f"record:{source}")
 
     for key in ("correct", "is_correct", "judge_correct"):
         v = _unwrap(record.get(key))
         if isinstance(v, bool):
-            return verdict(v, float(v), key)
+            return found(v, float(v), key)
     for key in ("judge", "verdict"):
         v = record.get(key)
         if isinstance(v, dict) and isinstance(v.get("correct"), bool):
-            return verdict(v["correct"], float(v["correct"]), f"{key}.correct")
-    for key in ("outcome_reward", "acc", "accuracy"):
+            return found(v["correct"], float(v["correct"]), f"{key}.correct")
+    word = _unwrap(record.get("judge_verdict"))
+    if isinstance(word, str) and word.strip().lower() in _VERDICT_WORDS:
+        ok = _VERDICT_WORDS[word.strip().lower()]
+        return found(ok, float(ok), "judge_verdict")
+    for key in ("outcome_reward", "acc", "accuracy", "rewards", "reward"):
         v = _unwrap(record.get(key))
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return verdict(v > 0.5, float(v), key)
+        source = key
+        if isinstance(v, list) and len(v) == 1 and isinstance(v[0], dict):
+            v = v[0]
+        if isinstance(v, dict) and isinstance(v.get("outcome_reward"), (int, float)):
+            v, source = v["outcome_reward"], f"{key}.outcome_reward"
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0.5:
+            return found(v > 0.5, float(v), source)
     return None
 
 
@@ -325,7 +487,8 @@ def detect_format(record: dict, turns: list[Turn]) -> str:
         return "dr-venus"
     if names & {"search", "visit"} or "<tool_call>" in text:
         return "literesearcher"
-    raise ImportFailed("format not recognised (no browser.*, web_search, search/visit tool calls or <search> tags)")
+    raise ImportFailed("format not recognised (no browser.*, web_search, search/visit tool calls or <search> tags)",
+                       reason="format not recognised")
 
 
 # ------------------------------------------------------------------------------------------------ the walk
@@ -396,7 +559,7 @@ class _Walk:
         a = call.arguments
         queries = [str(q) for q in _as_list(a.get("query", a.get("queries", a.get("q", a.get("keywords")))))]
         groups = parse_search_output(output)
-        err = None if groups else (error_reason(output) or "search output not understood")
+        err = None if groups else (tool_failure(output) or "search output not understood")
         if len(groups) != len(queries) and queries and groups:
             labelled = {normalize(g[0] or "", "unicode"): g for g in groups}
             groups = [labelled.get(normalize(q, "unicode"), (q, [])) for q in queries] if all(
@@ -444,7 +607,10 @@ class _Walk:
                                     "ok": False, "text_kind": None, "chars": 0, "error": note})
                 continue
             key_u = url_key(url)
-            page = by_url.get(key_u) or (pages[j] if len(pages) == len(targets) else pages[0] if len(targets) == 1 else None)
+            page = by_url.get(key_u)
+            if page is None:  # pair by order; one output without a URL (a timeout, an error) answers every target
+                page = (pages[j] if len(pages) == len(targets) else pages[0] if len(targets) == 1
+                        or (len(pages) == 1 and pages[0].url is None) else None)
             error = page.error if page else "no output for this page"
             if page is not None and not error and not page.text.strip() and page.text_kind != "page_summaries":
                 error = "empty page"
@@ -474,7 +640,9 @@ def _final_answer(final_text: str) -> str | None:
     body = after_think(final_text)
     tags = re.findall(r"<answer>(.*?)(?:</answer>|\Z)", body, re.DOTALL)
     if tags and tags[-1].strip():
-        return tags[-1].strip()
+        answer = tags[-1].strip()
+        bold = re.fullmatch(r"(\*\*|__)([^*_\n]+)\1", answer)  # "<answer>**2018**</answer>" (DR-Venus)
+        return bold.group(2).strip() if bold else answer
     return extract_answer(body)
 
 
@@ -487,7 +655,8 @@ def _question_id(record: dict, question: str, known: dict | None) -> tuple[str, 
         if q is not None:
             return q["question_id"], q
     if rid is not None:
-        return str(rid), None
+        bench = record.get("benchmark")  # LiteResearcher's viewer numbers cases per benchmark
+        return (f"{bench}:{rid}" if isinstance(bench, str) and bench.strip() else str(rid)), None
     return "q-" + hashlib.sha1(normalize(question, "unicode").encode()).hexdigest()[:12], None
 
 
@@ -505,23 +674,23 @@ def load_known_questions(path: str | Path) -> dict:
 
 def import_record(record: Any, fmt: str = "auto", agent: str | None = None, known: dict | None = None,
                   source: str = "input", counters: dict | None = None) -> dict:
-    """One input record -> a unified trajectory. ``verdict`` is the record's own when it has one, else None
-    (the caller judges the final answer). Raises ImportFailed."""
+    """One input record -> a unified trajectory. ``verdict`` (and ``correct``) is the record's own when it has one,
+    else None (import_files judges the final answer, or records "no_gold"). Raises ImportFailed."""
     if not isinstance(record, dict):
-        raise ImportFailed(f"a record must be a JSON object, got {type(record).__name__}")
+        raise ImportFailed(f"a record must be a JSON object, got {type(record).__name__}", reason="not an object")
     if fmt == "longtrace" or (fmt == "auto" and record.get("schema") == SCHEMA):
         return _own_record(record)
     turns = conversation(record)
     if fmt == "auto":
         fmt = detect_format(record, turns)
     if fmt not in TRAJECTORY_FORMAT:
-        raise ImportFailed(f"unknown format {fmt!r}")
+        raise ImportFailed(f"unknown format {fmt!r}", reason="unknown format")
     question = _first(record, "question", "query", "problem")
     if not isinstance(question, str):
         user = next((t.content for t in turns if t.role == "user" and tool_response_blocks(t.content) is None), None)
         question = clean_question(user) if user else None
     if not question:
-        raise ImportFailed("no question found (no 'question' field and no user turn)")
+        raise ImportFailed("no question found (no 'question' field and no user turn)", reason="no question")
     question = clean_question(question) if "Question:" in question or "Explanation with Citations" in question else question.strip()
     qid, known_q = _question_id(record, question, known)
 
@@ -586,6 +755,7 @@ def import_record(record: Any, fmt: str = "auto", agent: str | None = None, know
         sample = counters.get((qid, source), 0)
         counters[(qid, source)] = sample + 1
     agent = agent or fmt
+    own_verdict = _record_verdict(record)
     return {
         "schema": SCHEMA, "trajectory_id": f"{qid}#{agent}@{source}:{sample}", "question_id": qid,
         "sample_index": sample, "agent": agent, "format": TRAJECTORY_FORMAT[fmt], "source_format": fmt,
@@ -595,7 +765,7 @@ def import_record(record: Any, fmt: str = "auto", agent: str | None = None, know
         "citations": [u for _, u in citations], "has_citations": fmt in CITING_FORMATS,
         "termination": _termination(record, final_found, bool(last_assistant and last_assistant[0].cut)),
         "turns": turn_no + 1, "parse_errors": walk.parse_errors, "stats": stats(events),
-        "verdict": _record_verdict(record), "correct": None,
+        "verdict": own_verdict, "correct": own_verdict["correct"] if own_verdict else None,
     }
 
 
@@ -605,64 +775,92 @@ _REQUIRED = ("trajectory_id", "question_id", "question", "events")
 def _own_record(record: dict) -> dict:
     missing = [k for k in _REQUIRED if k not in record]
     if missing:
-        raise ImportFailed(f"a {SCHEMA} record needs {', '.join(missing)}")
+        raise ImportFailed(f"a {SCHEMA} record needs {', '.join(missing)}", reason="incomplete longtrace record",
+                           field=missing[0])
     if not isinstance(record["events"], list) or not all(isinstance(e, dict) and "type" in e for e in record["events"]):
-        raise ImportFailed("events must be a list of objects with a 'type'")
+        raise ImportFailed("must be a list of objects with a 'type'", reason="incomplete longtrace record",
+                           field="events")
     return record
 
 
 # ------------------------------------------------------------------------------------------------ files
+def _position(path: Path, label: str, pos: int) -> str:
+    return f"{path.name} {label} {pos}"
+
+
 async def import_files(inputs: list[Path], output: Path, fmt: str = "auto", agent: str | None = None,
                        known: dict | None = None, judge=None, rejects_path: Path | None = None, resume: bool = True,
                        on_record=lambda: None, workers: int = 8) -> dict:
     """Import records from ``inputs`` into the trajectory JSONL ``output`` (append-only, keyed by trajectory_id;
-    finished ids are skipped on a rerun). Records without a verdict of their own are judged with ``judge``
-    against their gold answer; without a gold answer they are kept with ``correct: false`` and a verdict error.
-    Unreadable records go to the rejects file (``{line, error, raw}``, line = JSONL line or record position)."""
+    finished ids are skipped on a rerun). A record keeps its own verdict when it has one (``_record_verdict``);
+    otherwise ``judge`` compares its final answer with the gold answer. Without a gold answer there is no verdict:
+    ``correct`` is None and ``verdict.status`` "no_gold" (it is not counted as wrong). Unreadable records go to the
+    rejects file (``{line, error, raw}``; the error names the file, the line or record position and the field).
+
+    Returns counts: imported, skipped, rejected, correct / wrong / no_gold / judge_errors, judged, by_format,
+    ``reasons`` ({reason: count} of the rejects) and ``examples`` ({reason: first "file line|record N: error"})."""
     import asyncio
 
     from reward.jsonl import Rejects, ResumableOutput
 
     out = ResumableOutput(output, key_field="trajectory_id", resume=resume)
-    counts = {"imported": 0, "skipped": 0, "rejected": 0, "correct": 0, "judged": 0, "by_format": {}}
+    counts = {"imported": 0, "skipped": 0, "rejected": 0, "correct": 0, "wrong": 0, "no_gold": 0, "judge_errors": 0,
+              "judged": 0, "by_format": {}, "reasons": {}, "examples": {}}
     sem = asyncio.Semaphore(max(1, workers))
 
     async def finish(t: dict) -> None:
         v = t.get("verdict")
         if v is None:
-            if judge is not None and t.get("gold_answer") and t.get("final_text", "") and t.get("final_answer") is not None:
+            if not t.get("gold_answer"):
+                v = _verdict(None, None, "no_gold", error="no gold answer")
+            elif t.get("final_answer") is None or not (t.get("final_text") or t.get("final_answer")):
+                v = _verdict(False, 0.0, "no_answer", error="no final answer")
+            elif judge is None:
+                v = _verdict(None, None, "unjudged", error="no judge given")
+            else:
                 async with sem:
                     j = await judge.judge(t["question"], t["gold_answer"], t["final_text"] or t["final_answer"])
-                v = {"correct": bool(j.correct and not j.error), "score": j.score, "extracted": j.extracted,
-                     "judge": judge.name, "error": j.error}
+                v = _verdict(bool(j.correct and not j.error), j.score, "judge_error" if j.error else "judged",
+                             judge=judge.name, error=j.error, extracted=j.extracted)
                 counts["judged"] += 1
-            else:
-                why = "no gold answer" if not t.get("gold_answer") else "no final answer"
-                v = {"correct": False, "score": 0.0, "extracted": None, "judge": None, "error": why}
             t["verdict"] = v
-        t["correct"] = bool(v.get("correct"))
+        t["correct"] = v.get("correct")
         out.write(t)
         counts["imported"] += 1
-        counts["correct"] += t["correct"]
-        counts["by_format"][t.get("source_format", t.get("format"))] = counts["by_format"].get(
-            t.get("source_format", t.get("format")), 0) + 1
+        key = {True: "correct", False: "wrong", None: "no_gold"}[t["correct"]]
+        counts[key] += 1  # "unjudged" (no judge given) is counted with no_gold: no verdict either way
+        counts["judge_errors"] += v.get("status") == "judge_error"
+        name = t.get("source_format", t.get("format"))
+        counts["by_format"][name] = counts["by_format"].get(name, 0) + 1
+
+    def reject(where: str, reason: str, message: str, raw) -> None:
+        rejects.add(pos, f"{where}: {message}", raw)
+        counts["rejected"] += 1
+        counts["reasons"][reason] = counts["reasons"].get(reason, 0) + 1
+        counts["examples"].setdefault(reason, f"{where}: {message}")
 
     rejects = Rejects(rejects_path or output.with_suffix(".rejects.jsonl"), ", ".join(str(p) for p in inputs))
     for path in inputs:
         counters: dict = {}
         pending: set = set()
+        label = position_label(path)
         for pos, rec in iter_records(path):
             on_record()
-            if isinstance(rec, Exception):
-                msg = f"not valid JSON: {rec.msg} at column {rec.colno}" if isinstance(rec, json.JSONDecodeError) else str(rec)
-                rejects.add(pos, f"{path.name}: {msg}", getattr(rec, "doc", ""))
-                counts["rejected"] += 1
+            where = _position(path, label, pos)
+            if isinstance(rec, json.JSONDecodeError):  # in a JSON document, the position is the line of the error
+                reject(_position(path, "line", pos), "invalid JSON", f"not valid JSON: {rec.msg} at column {rec.colno}",
+                       rec.doc if label == "line" else "")
+                continue
+            if isinstance(rec, ImportFailed):
+                reject(where, rec.reason, str(rec), "")
                 continue
             try:
                 t = import_record(rec, fmt, agent, known, source=path.stem, counters=counters)
-            except (ImportFailed, ToolTextError) as e:
-                rejects.add(pos, f"{path.name}: {e}", rec)
-                counts["rejected"] += 1
+            except ImportFailed as e:
+                reject(where, e.reason, str(e), rec)
+                continue
+            except ToolTextError as e:
+                reject(where, "unreadable tool text", str(e), rec)
                 continue
             if t["trajectory_id"] in out.done:
                 counts["skipped"] += 1

@@ -22,8 +22,10 @@ Search outputs (``parse_search_output``), tried in this order:
 
 Page outputs (``parse_page_outputs``): Jina Reader text (``Title:`` / ``URL Source:`` / ``Markdown Content:``),
 the Tongyi visit frame ("The useful information in URL for user goal G as follows: Evidence in page: ...
-Summary: ...", pages joined by ``=======``), DeepResearcher's ``[{'url', 'information': [{'page_number',
-'page_summary'}]}]``. ``error_reason`` recognises the failure pages the agents' tool servers return.
+Summary: ...", pages joined by ``=======``; the URL may contain spaces), DeepResearcher's ``[{'url',
+'information': [{'page_number', 'page_summary'}]}]``. ``page_failure`` decides, the same way for every format and
+from the whole output of each page, whether the agent was shown the page (timeouts, tool errors, HTTP errors,
+pages that do not exist, blocked pages, empty pages all count as not opened).
 """
 from __future__ import annotations
 
@@ -174,26 +176,81 @@ def tool_response_blocks(content: str) -> list[str] | None:
     return [b.strip("\n") for b in _TOOL_RESPONSE.findall(content)]
 
 
-ERROR_MARKERS = (
-    "failed to parse url content", "failed: forbidden string found", "forbidden string found",
-    "could not be accessed", "could not be processed", "could not be fully loaded", "[visit] failed to read page",
-    "no url found for the given id", "invalid id", "invalid link id", "failed to open", "failed to fetch",
-    "error fetching", "page not found", "no page found", "404 not found", "403 forbidden", "access denied",
-    "server_error", "length_limit_error", "request timed out", "timeout error", "no result with id",
-)
+# ------------------------------------------------------------------------------------------------ failed fetches
+# Whether a page-opening call (CaRR browser.open, LiteResearcher / DR-Venus visit, DeepResearcher browse_webpage,
+# any open/visit of an imported log) really showed the agent a page is decided here, for every format, from the
+# whole output of that page: tool servers report a failure in their own words, reader proxies prepend a warning,
+# and the Tongyi summariser states it anywhere in its evidence or, often, only in its closing "Summary:" (a
+# Wikipedia page that does not exist comes back as 7,000 characters of the wiki's "no article" page, followed by a
+# summary saying "the page returns a 404 error"). Each rule names the state of the fetched page itself (a status
+# code next to "error"/"forbidden", "does not exist" about the page, "you've been blocked", "content is empty"),
+# never a topic word alone, so a page *about* blocked deals or HTTP errors still counts as read.
+_FAILURE_PATTERNS: dict[str, tuple[str, ...]] = {  # kind -> alternatives (regular expressions, case-insensitive)
+    "timeout": (
+        r"tool execution timed out", r"timed out after \d+ ?(?:s\b|sec|seconds)",
+        r"(?:request|read|connection) timed out", r"timeout error"),
+    "http error": (
+        r"target url returned error \d{3}", r"\b(?:error|status(?: code)?)\s*:?\s*[45]\d\d\b",
+        r"\b[45]\d\d\s*(?:error|forbidden|not found|unauthorized|too many requests|gone\b|bad gateway"
+        r"|service unavailable|internal server error)",
+        r"\bcustom ?404\b", r"[45]\d\d\s*错误"),
+    "not found": (
+        r"view the content page \(page does not exist\)", r"does not have an article with this exact name",
+        r"there is currently no text in this page", r"wikipedia error message",
+        r"浏览条目正文（页面不存在）", r"没有与上述标题相同的条目", r"条目不存在",
+        r"\bno (?:wikipedia )?(?:article|page|entry) (?:exists|titled|named|for|under|with)\b",
+        # "the page ... does not exist", but not a red link's "Foo (page does not exist)"
+        r"(?<!\()\b(?:page|article|webpage|entry)\b[^.\n]{0,120}?\b(?:does not|doesn't|did not|no longer) exists?\b",
+        r"\bmarked as non-existent", r"\bpage (?:was |could )?not (?:be )?found", r"page cannot be found"),
+    "blocked": (
+        r"you(?:'ve| have) been blocked", r"blocked by network security", r"\baccess denied\b",
+        r"access to\b[^.\n]{0,80}?\b(?:has been|is|was) (?:blocked|denied)",
+        r"verif(?:y|ication of) (?:that )?(?:you are )?(?:a )?human", r"\bcaptcha\b",
+        r"attention required! \| cloudflare", r"checking your browser", r"enable javascript and cookies to continue",
+        r"are you a robot", r"unusual traffic from your",
+        # a wall instead of the page, as the summariser describes it
+        r"\b(?:page|webpage|content|it) (?:is|serves as) (?:only |merely )?an? (?:privacy |cookie )?"
+        r"(?:login|sign-in|consent|paywall)\b[\w ,-]{0,40}?\b(?:interface|page|banner|wall|screen|form|notice)"),
+    "tool error": (
+        r"failed to extract", r"(?:page |webpage |file )?content could not be (?:processed|accessed)",
+        r"could not be accessed", r"file parsing failed", r"summary failed", r"failed to parse url content",
+        r"\[visit\] failed to read page", r"no url found for the given id", r"no result with id",
+        r"invalid (?:link )?id", r"too short or could not be fully loaded", r"server_error", r"length_limit_error",
+        r"failed to (?:open|fetch)", r"error fetching", r"forbidden string found"),
+    "empty page": (
+        r"\bcontent (?:field )?(?:is|was|appears to be) (?:empty|blank|missing)", r"no webpage content was provided",
+        r"content was not provided", r"\b(?:page|webpage) (?:is|was|appears to be) (?:empty|blank)",
+        r"improperly loaded", r"lack of loaded content", r"\"content\"\s*:\s*\"\""),
+}
+_FAILURE_RULES = tuple((kind, re.compile("|".join(alternatives), re.IGNORECASE))
+                       for kind, alternatives in _FAILURE_PATTERNS.items())
 
 
-def error_reason(text: str, head_chars: int = 400) -> str | None:
-    """The failure a tool output reports (looked for in its opening, where tool servers put it), or None."""
-    head = text.strip()[:head_chars].casefold()
-    if not head:
-        return "empty output"
-    if head.startswith(("error:", "error -", "error fetching", "[error]")):
-        return text.strip()[:200]
-    for marker in ERROR_MARKERS:
-        if marker in head:
-            return marker
+def find_page_failure(text: str) -> tuple[str, re.Match] | None:
+    """(kind, match) of the first failure rule that the text matches, or None."""
+    for kind, pattern in _FAILURE_RULES:
+        m = pattern.search(text)
+        if m:
+            return kind, m
     return None
+
+
+def page_failure(text: str) -> str | None:
+    """Why the fetch of one page failed, judged from its whole output ("<kind>: <evidence>", kinds: timeout, http
+    error, not found, blocked, tool error, empty page), or None when the agent was shown the page."""
+    body = text.strip()
+    if not body:
+        return "empty page: no output"
+    found = find_page_failure(body)
+    return f"{found[0]}: {found[1].group(0).strip()[:80]}" if found else None
+
+
+def tool_failure(text: str) -> str | None:
+    """A tool output that is itself an error message (a search that returned no results block, an unknown id)."""
+    head = text.strip()[:400]
+    if head.casefold().startswith(("error:", "error -", "[error]")):
+        return "tool error: " + head[:120]
+    return page_failure(text)
 
 
 def _hit(rank: int, title, url, snippet, date=None) -> dict | None:
@@ -351,7 +408,8 @@ class PageOutput:
 
 
 _JINA_FIELD = re.compile(r"^(Title|URL Source|Published Time|Warning):\s?(.*)$", re.MULTILINE)
-_VISIT_HEAD = re.compile(r"The useful information in\s+(\S+)\s+for user goal(.*?)as follows:", re.DOTALL)
+# the URL is everything up to " for user goal": agents pass URLs with spaces in them ("Global_Health_ Estimates")
+_VISIT_HEAD = re.compile(r"The useful information in\s+(.+?)\s+for user goal(.*?)as follows:", re.DOTALL)
 
 
 def _jina_page(text: str) -> PageOutput | None:
@@ -360,7 +418,8 @@ def _jina_page(text: str) -> PageOutput | None:
     fields = {m.group(1): m.group(2).strip() for m in _JINA_FIELD.finditer(text[:2000])}
     cut = text.find("Markdown Content:")
     body = text[cut + len("Markdown Content:"):].strip() if cut >= 0 else text
-    return PageOutput(fields.get("URL Source"), fields.get("Title"), body, "page_markdown", error_reason(body))
+    failure = page_failure(text) if body.strip() else "empty page: no Markdown Content"
+    return PageOutput(fields.get("URL Source"), fields.get("Title"), body, "page_markdown", failure)
 
 
 def _visit_frames(text: str) -> list[PageOutput] | None:
@@ -371,21 +430,34 @@ def _visit_frames(text: str) -> list[PageOutput] | None:
     for j, m in enumerate(heads):
         body = text[m.end(): heads[j + 1].start() if j + 1 < len(heads) else len(text)]
         body = re.sub(r"\n\s*={5,}\s*$", "", body.strip()).strip()
-        out.append(PageOutput(m.group(1).strip(), None, body, "llm_summary", error_reason(
-            re.sub(r"^(Evidence in page|Summary):\s*", "", body, flags=re.IGNORECASE))))
+        content = re.sub(r"(?im)^\s*(?:Evidence in page|Summary):\s*", "", body).strip()
+        out.append(PageOutput(m.group(1).strip(), None, body, "llm_summary",
+                              page_failure(body) if content else "empty page: no evidence and no summary"))
     return out
 
 
 def _deepresearcher_pages(obj) -> list[PageOutput] | None:
+    """DeepResearcher's browse output: ``[{url, information: [{page_number, page_summary}]}]``; the reading agent
+    may list a URL more than once (one entry per pass), so entries of one URL are merged, in first-seen order."""
     if not (isinstance(obj, list) and obj and all(isinstance(x, dict) and "url" in x for x in obj)):
         return None
-    out = []
+    merged: dict[str, dict] = {}
     for x in obj:
         info = x.get("information") or []
-        parts = [str(p.get("page_summary", "")) for p in info if isinstance(p, dict)] if isinstance(info, list) else [str(info)]
-        text = "\n".join(p for p in parts if p)
-        err = x.get("error")
-        out.append(PageOutput(str(x["url"]), x.get("title"), text, "page_summaries", str(err) if err else None))
+        parts = ([str(p.get("page_summary", "")) for p in info if isinstance(p, dict)] if isinstance(info, list)
+                 else [str(info)])
+        entry = merged.setdefault(str(x["url"]), {"title": x.get("title"), "parts": [], "errors": []})
+        entry["parts"] += [p for p in parts if p]
+        if x.get("error"):
+            entry["errors"].append(str(x["error"]))
+    out = []
+    for url, e in merged.items():
+        text = "\n".join(e["parts"])
+        # an empty information list is a page read before (the reading agent does not repeat itself) or one with
+        # nothing relevant: opened either way; only a reported error or a failure statement makes it unread
+        failure = (f"tool error: {e['errors'][0]}" if e["errors"] and not text else
+                   page_failure(text) if text.strip() else None)
+        out.append(PageOutput(url, e["title"], text, "page_summaries", failure))
     return out
 
 
@@ -405,7 +477,7 @@ def parse_page_outputs(text: str) -> list[PageOutput]:
     jina = _jina_page(body)
     if jina is not None:
         return [jina]
-    return [PageOutput(None, None, body, "passage", error_reason(body))]
+    return [PageOutput(None, None, body, "passage", page_failure(body))]
 
 
 _MATCH = re.compile(r"^\[Match \d+\]", re.MULTILINE)

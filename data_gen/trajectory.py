@@ -15,8 +15,11 @@ Field by field (docs/data_gen.md has the same list):
     citations         cited URLs in order of first citation (CaRR format; empty for formats without citations)
     termination       answer | max_turns | context_limit | llm_error
     turns, parse_errors
-    verdict           {"correct", "score", "extracted", "judge", "error"} from the reward package's outcome judge
-    correct           verdict.correct (false when the judge failed; verdict.error then says why)
+    verdict           {"correct", "score", "extracted", "judge", "error"} from the reward package's outcome judge;
+                      imports add "status": from_record (the agent's own verdict), judged, no_gold, no_answer,
+                      judge_error
+    correct           verdict.correct: false when the judge failed (verdict.error says why), None when there is
+                      no gold answer to compare with (imports: verdict.status "no_gold"), which is not "wrong"
 
 Events (each has "type" and "turn", the 0-based assistant turn that caused it):
 

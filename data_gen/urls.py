@@ -21,6 +21,13 @@ compared as sets whatever agent, reader proxy or mobile site produced the URL.
 
 ``canonical_url`` never raises: a string that is not a URL at all comes back trimmed (and is then simply a key
 nothing else matches). ``is_wikipedia(url)`` and ``wikipedia_title(url)`` give the page a canonical URL names.
+
+URLs written in text: ``urls_in_text`` finds bare URLs (a closing parenthesis is kept only when it balances an
+opening one inside the URL); ``numbered_citations`` reads CaRR-style citations ``[n](url)`` that are followed by
+``]`` or ``,`` (``[[4](https://en.wikipedia.org/wiki/UFC_219)]``, ``[[1](u1), [2](u2)]``). The link target runs
+to the parenthesis that closes the link, with parentheses inside the URL balanced, so
+``[[7](https://en.wikipedia.org/wiki/John_McCarthy_(referee))]`` cites ``.../John_McCarthy_(referee)``; any other
+character but white space belongs to the URL (``?``, ``&``, ``%``, ``#``, ``:``, ``'``, ``[``, ``]``, non-ASCII ...).
 """
 from __future__ import annotations
 
@@ -147,3 +154,42 @@ def urls_in_text(text: str) -> list[str]:
         if u:
             out.setdefault(u, None)
     return list(out)
+
+
+_CITATION_START = re.compile(r"\[(\d+)\]\((?:view-source:)?(?=https?://)")
+
+
+def _link_target_end(text: str, start: int) -> int | None:
+    """Index of the ``)`` that closes a citation's link target starting at ``start``, or None. The target ends at
+    the parenthesis that balances the link's own ``(`` and is followed by ``]`` or ``,``; when the URL's
+    parentheses are unbalanced (``.../a_(b)]``), the first ``)`` followed by ``]`` or ``,`` ends it. White space
+    ends the search."""
+    depth, fallback = 0, None
+    for i in range(start, len(text)):
+        ch = text[i]
+        if ch.isspace():
+            break
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            closes = text[i + 1: i + 2] in ("]", ",")
+            if depth == 0:
+                return i if closes else fallback
+            depth -= 1
+            if closes and fallback is None:
+                fallback = i
+    return fallback
+
+
+def numbered_citations(text: str) -> list[tuple[int, str]]:
+    """(number, url) of each ``[n](url)`` link followed by ``]`` or ``,``, in order, first use of each URL only."""
+    out, seen = [], set()
+    for m in _CITATION_START.finditer(text):
+        end = _link_target_end(text, m.end())
+        if end is None:
+            continue
+        url = text[m.end():end]
+        if url not in seen:
+            seen.add(url)
+            out.append((int(m.group(1)), url))
+    return out
