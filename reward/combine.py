@@ -11,6 +11,9 @@ With r_hat = rubric / max(rubric over the whole group, wrong samples included) w
                                         like the rubric)
 
 For binary judges "correct" means outcome == 1, so positive_only gives (1 - eta) + eta * r_hat as in the paper.
+``reference=True`` branches as LongTraceRL's slime fork does, on the outcome value instead of the correct flag:
+positive_only treats a sample as wrong only when outcome == 0, negative_only as right when outcome > 0 (they differ
+for fractional outcomes such as the f1 judge's).
 Evaluation forces eta = 0 (reward = outcome). A sample whose judge failed is never silently scored 0: by default
 the whole group is dropped (its samples must not be trained on); ``on_judge_error="zero"`` counts it as wrong.
 """
@@ -48,9 +51,13 @@ class GroupRewards:
     dropped: str | None = None  # why the group must not be trained on, or None
 
 
-def combine_sample(outcome: float, correct: bool, r_hat: float, mode: str, eta: float, longrlvr: bool = False) -> float:
+def combine_sample(
+    outcome: float, correct: bool, r_hat: float, mode: str, eta: float, longrlvr: bool = False, reference: bool = False
+) -> float:
     if longrlvr:
         return outcome + eta * r_hat + (1 - eta) * outcome * r_hat
+    if reference:
+        correct = outcome != 0 if mode == "positive_only" else outcome > 0
     if mode == "positive_only":
         return (1 - eta) * outcome + eta * r_hat if correct else 0.0
     if mode == "negative_only":
@@ -68,8 +75,10 @@ def combine_group(
     evaluation: bool = False,
     longrlvr: bool = False,
     eta: float | None = None,
+    reference: bool = False,
 ) -> GroupRewards:
-    """Final rewards of one group. ``eta`` overrides cfg.eta (per-request ratio, as LongTraceRL's slime sends)."""
+    """Final rewards of one group. ``eta`` overrides cfg.eta (per-request ratio, as LongTraceRL's slime sends);
+    ``reference`` branches on the outcome value (see the module docstring)."""
     eta = 0.0 if evaluation else (cfg.eta if eta is None else eta)
     errors = [p.judge_error for p in parts if p.judge_error is not None]
     if errors and cfg.on_judge_error == "drop":
@@ -79,7 +88,7 @@ def combine_group(
     scale = rubric_max if cfg.group_normalize and rubric_max > 0 else 1.0
     rubric_hat = [p.rubric / scale for p in parts]
     rewards = [
-        0.0 if p.judge_error is not None else combine_sample(p.outcome, p.correct, r_hat, cfg.mode, eta, longrlvr)
+        0.0 if p.judge_error is not None else combine_sample(p.outcome, p.correct, r_hat, cfg.mode, eta, longrlvr, reference)
         for p, r_hat in zip(parts, rubric_hat)
     ]
     return GroupRewards(rewards, rubric_hat, rubric_max)

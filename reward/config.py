@@ -3,6 +3,9 @@
 Flag names follow LongTraceRL's slime fork where the concept exists there (``--rubric-reward-ratio``,
 ``--normalize-rubric-reward``, ``--no-punish-for-illform``) so users of that code feel at home.
 ``longtrace reward score|serve|bench`` and ``longtrace train`` all register the same flags.
+
+``--reward-mode reference`` (``RewardConfig.mode``) switches parsing, rubric text, judge-reply parsing and the
+group combination to LongTraceRL's own behaviour (docs/reward.md, "Reference mode"); ``default`` is ours.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from .rubric import TEXT_SOURCES
 from .rule_judge import RULE_KINDS
 
 JUDGE_KINDS = (*RULE_KINDS, "llm")
+REWARD_MODES = ("default", "reference")
 
 
 @dataclass
@@ -54,6 +58,7 @@ class RubricConfig:
 
 @dataclass
 class RewardConfig:
+    mode: str = "default"  # "reference": reproduce LongTraceRL's reward code (docs/reward.md)
     validity: ValidityConfig = field(default_factory=ValidityConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     rubric: RubricConfig = field(default_factory=RubricConfig)
@@ -66,6 +71,7 @@ class RewardConfig:
             if value not in allowed:
                 problems.append(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
 
+        one_of("mode", self.mode, REWARD_MODES)
         one_of("judge.kind", self.judge.kind, JUDGE_KINDS)
         one_of("rubric.normalization", self.rubric.normalization, NORMALIZATION_MODES)
         one_of("rubric.source", self.rubric.source, TEXT_SOURCES)
@@ -106,6 +112,7 @@ class RewardConfig:
         judge = section(JudgeConfig, top.get("judge", {}), "judge")
         llm = LLMJudgeConfig(**section(LLMJudgeConfig, judge.pop("llm", {}), "judge.llm"))
         return cls(
+            mode=top.get("mode", "default"),
             validity=ValidityConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in validity.items()}),
             judge=JudgeConfig(**judge, llm=llm),
             rubric=RubricConfig(**section(RubricConfig, top.get("rubric", {}), "rubric")),
@@ -116,6 +123,8 @@ class RewardConfig:
 def add_reward_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("reward")
     g.add_argument("--reward-config", help="JSON file with a (partial) reward config; flags given explicitly win")
+    g.add_argument("--reward-mode", choices=REWARD_MODES,
+                   help="default (ours) or reference: reproduce LongTraceRL's released reward code (docs/reward.md)")
     g.add_argument("--non-thinking", action="store_true", help="non-thinking model: no </think> split, the whole response is the content")
     g.add_argument("--no-require-stop", action="store_true", help="do not require an accepted stop token at the end of a response")
     g.add_argument("--stop-tokens", nargs="+", help="accepted stop tokens (default: <|im_end|>)")
@@ -158,6 +167,8 @@ def reward_config_from_args(args: argparse.Namespace) -> RewardConfig:
     def given(name: str):
         return getattr(args, name, None)
 
+    if given("reward_mode"):
+        cfg.mode = given("reward_mode")
     v = cfg.validity
     cfg.validity = replace(
         v,

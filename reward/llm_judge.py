@@ -9,7 +9,14 @@ Failure behaviour:
   * a reply without a parseable ``correct:`` line is asked again (``parse_retries``);
   * when all attempts fail the verdict carries ``error`` (never a silent 0).
 The API key is read from the environment variable named in the config at call time; it is never stored
-in the config, logged or put in an error message.
+in the config, logged or put in an error message. Texts with lone surrogates are cleaned (U+FFFD) before they are
+hashed or sent, so they can be encoded.
+
+``reference=True`` parses replies as LongTraceRL's reward server does (``parse_judgement_reference``): the first
+``correct: yes|no`` anywhere in the reply (``<think>`` blocks included, no word boundaries, so "incorrect: yes"
+reads as yes); a reply is asked again until it holds both a decision and an ``extracted_final_answer:``; after the
+last attempt the last decision counts, and only a lower-case ``yes`` then counts as yes. A reply with no decision at
+all is a judge error there too, not the original's silent 0 (docs/reward.md).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import httpx
 from .http_retry import PerLoop, RetriesExhausted, post_with_retries
 from .judge import Verdict, judge_error
 from .judge_cache import JudgeCache, cache_key
+from .parsing import clean_text
 
 if TYPE_CHECKING:
     from .config import LLMJudgeConfig
@@ -53,6 +61,18 @@ _EXTRACTED = re.compile(r"\**\s*extracted_final_answer\s*\**\s*[:：]\s*\**\s*(.
 _REASONING = re.compile(r"\**\s*reasoning\s*\**\s*[:：]\s*\**\s*(.+)", re.IGNORECASE)
 
 
+# The reference server's patterns: searched anywhere, first match wins; the star runs must be at most two long.
+_REF_CORRECT = re.compile(r"correct\*{0,2}\s*:\s*(no|yes)", re.IGNORECASE)
+_REF_EXTRACTED = re.compile(r"extracted_final_answer\*{0,2}\s*:\s*(.+)", re.IGNORECASE)
+
+
+def parse_judgement_reference(reply: str) -> tuple[str | None, str | None]:
+    """(decision as written, extracted answer) as LongTraceRL's server reads a reply; None where absent."""
+    decision = _REF_CORRECT.search(reply)
+    extracted = _REF_EXTRACTED.search(reply)
+    return (decision.group(1) if decision else None), (extracted.group(1) if extracted else None)
+
+
 def parse_judgement(reply: str) -> Verdict | None:
     """Parse a grader reply; None when it has no usable ``correct: yes|no`` line."""
     text = _THINK_BLOCK.sub("", reply)
@@ -73,13 +93,14 @@ def parse_judgement(reply: str) -> Verdict | None:
 
 
 class LLMJudge:
-    def __init__(self, cfg: "LLMJudgeConfig", cache: JudgeCache | None = None):
+    def __init__(self, cfg: "LLMJudgeConfig", cache: JudgeCache | None = None, reference: bool = False):
         if not cfg.base_url or not cfg.model:
             raise ValueError("the llm judge needs --judge-base-url and --judge-model")
         self.cfg = cfg
-        self.name = f"llm:{cfg.model}"
+        self.reference = reference
+        self.name = f"llm:{cfg.model}" + (":reference" if reference else "")
         self.cache = cache if cache is not None else JudgeCache(cfg.cache_path)
-        self._identity = f"{cfg.model}|{PROMPT_VERSION}"
+        self._identity = f"{cfg.model}|{PROMPT_VERSION}" + ("|reference-parsing" if reference else "")
         self._clients = PerLoop(lambda: httpx.AsyncClient(base_url=cfg.base_url.rstrip("/"), timeout=cfg.timeout_s))
         self._semaphores = PerLoop(lambda: asyncio.Semaphore(cfg.max_concurrency))
 
@@ -88,13 +109,20 @@ class LLMJudge:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def judge(self, question: str, answer: str, content: str) -> Verdict:
+        question, answer, content = clean_text(question), clean_text(answer), clean_text(content)
         key = cache_key(self._identity, question, answer, content)
         hit = self.cache.get(key)
         if hit is not None:
             return Verdict(hit.score, hit.correct, hit.extracted, hit.reasoning, cached=True)
         messages = [{"role": "user", "content": GRADER_PROMPT.format(question=question, answer=answer, response=content)}]
+        attempts = 1 + self.cfg.parse_retries
+        if self.reference:
+            verdict = await self._judge_reference(messages, attempts)
+            if verdict.error is None:
+                self.cache.put(key, verdict)
+            return verdict
         problem = "no reply"
-        for _ in range(1 + self.cfg.parse_retries):
+        for _ in range(attempts):
             reply = await self._complete(messages)
             if isinstance(reply, Verdict):  # the request itself failed
                 return reply
@@ -103,7 +131,22 @@ class LLMJudge:
                 self.cache.put(key, verdict)
                 return verdict
             problem = f"unparseable reply {reply[:120]!r}"
-        return judge_error(f"{problem} after {1 + self.cfg.parse_retries} attempts")
+        return judge_error(f"{problem} after {attempts} attempts")
+
+    async def _judge_reference(self, messages: list[dict], attempts: int) -> Verdict:
+        decision, extracted, reply = None, None, ""
+        for _ in range(attempts):
+            reply = await self._complete(messages)
+            if isinstance(reply, Verdict):  # the request failed: an error here, where the original scored 0
+                return reply
+            decision, extracted = parse_judgement_reference(reply)
+            if decision and extracted:
+                decision = decision.lower()
+                break
+        if decision is None:
+            return judge_error(f"unparseable reply {reply[:120]!r} after {attempts} attempts")
+        correct = decision == "yes"  # after the last attempt the decision is compared as written
+        return Verdict(score=float(correct), correct=correct, extracted=extracted)
 
     async def _complete(self, messages: list[dict]) -> str | Verdict:
         """One chat completion (transport retries inside); a Verdict with ``error`` when none can be had."""
@@ -122,7 +165,7 @@ class LLMJudge:
         if resp.status_code >= 400:
             return judge_error(f"HTTP {resp.status_code} from judge (not retried): {resp.text[:200]}")
         try:
-            return resp.json()["choices"][0]["message"]["content"] or ""
+            return clean_text(resp.json()["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError, ValueError) as e:
             return judge_error(f"malformed response body ({type(e).__name__}): {resp.text[:200]}")
 

@@ -11,13 +11,25 @@ Two modes:
 Both produce single-space-separated tokens, so "entity occurs in text" is a substring test and
 "occurs as whole words" is a substring test with spaces (or the ends) on both sides.
 
+Invalid code points never raise: a lone surrogate ("Paris \\ud800 France", e.g. from a JSON ``\\ud800`` escape)
+is a separator in both modes, in texts and in entity names. That is what the released server's regex does with it
+(it only keeps ``[a-zA-Z0-9_]`` and U+4E00..U+9FFF); internally the text is encoded with ``surrogatepass``, so a
+surrogate's three bytes go to spaces like any other separator.
+
 Speed: a response is ~130 KB and a training step scores ~1,000 of them, so neither mode runs a tokenising
-regex over the whole text. One ``bytes.translate`` lowercases ASCII and turns ASCII punctuation into spaces,
-and numpy collapses runs of spaces. Non-ASCII characters are all separators in reference mode unless they
-are CJK (or one of two letters whose lowercase is ASCII), so their UTF-8 bytes go straight to spaces too;
-otherwise (and always in unicode mode) numpy finds the maximal runs of non-ASCII characters in the UTF-8 bytes
-and a cached function rewrites only those: token characters kept (CJK padded to stand alone), the rest spaces. The reference mode's result is identical to
-the reference regex (tested on random Unicode text).
+regex or a per-character Python loop over the whole text. One ``bytes.translate`` lowercases ASCII and turns
+ASCII punctuation into spaces, and numpy collapses runs of spaces (ASCII text: ~600 MB/s on one core).
+
+Reference mode, non-ASCII text: every non-ASCII character is a separator except CJK ideographs U+4E00..U+9FFF
+and two characters whose ``lower()`` is ASCII ("İ" -> "i" + a combining dot, the Kelvin sign -> "k"; checked
+over every code point in the tests). Those two are replaced in the str first; the translation table maps
+every other byte >= 0x80 to a space, except the lead bytes E4..E9 of U+4000..U+9FFF, which it marks. Only when a
+mark is present does one ``bytes.replace`` make a space-padded slot for each ideograph and numpy copy its three
+bytes into it. The result is identical to the reference regex (tested over every code point and on random Unicode
+text, surrogates included).
+
+Unicode mode, non-ASCII text: numpy finds the maximal runs of non-ASCII characters in the UTF-8 bytes and a
+cached function rewrites only those (token characters kept, CJK padded to stand alone, the rest spaces).
 """
 from __future__ import annotations
 
@@ -31,18 +43,16 @@ import numpy as np
 MODES = ("reference", "unicode")
 
 _SPACE = 32
-_SENTINEL = b"\x01"
-# UTF-8 lead bytes of the only characters that are not separators in reference mode: CJK ideographs (E4..E9
-# covers U+4000..U+9FFF, a superset) and U+0130 "İ" (C4, whose lower() is ASCII). The Kelvin sign U+212A
-# (E2 84 AA), whose lower() is "k", shares its lead byte with dashes and quotes and is searched for directly.
-_REFERENCE_LEAD_BYTES = frozenset(range(0xE4, 0xEA)) | {0xC4}
-_KELVIN = "\u212a".encode()
+_MARK = 1  # translation-table output for the UTF-8 lead bytes E4..E9 (reference mode)
+_MARKED_SLOT = b"\x01"  # a lead byte E4..E9, translated
+_PADDED_SLOT = b" \x01\x01\x01 "
+_THREE = np.arange(3)
 
 
 def _byte_table(keep_underscore: bool, high: str) -> bytes:
     """ASCII letters lowercased, digits kept, other ASCII -> space. Bytes >= 0x80: ``keep`` (a run callback has
-    already reduced non-ASCII text to token characters), or ``space`` except the UTF-8 lead bytes of reference
-    mode's non-separator characters, which become a sentinel (see ``_reference_bytes``)."""
+    already reduced non-ASCII text to token characters) or ``space``, except the lead bytes E4..E9, which become
+    ``_MARK`` (reference mode: they start the CJK ideographs)."""
     table = bytearray(range(256))
     for b in range(128):
         c = chr(b)
@@ -52,21 +62,34 @@ def _byte_table(keep_underscore: bool, high: str) -> bytes:
             table[b] = _SPACE
     if high == "space":
         for b in range(128, 256):
-            table[b] = _SENTINEL[0] if b in _REFERENCE_LEAD_BYTES else _SPACE
+            table[b] = _MARK if 0xE4 <= b <= 0xE9 else _SPACE
     return bytes(table)
 
 
-def _collapse_spaces(data: bytes) -> bytes:
+def _encode(text: str) -> bytes:
+    """UTF-8, with lone surrogates encoded as their 3 bytes instead of raising (both modes make them separators)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _collapse_array(arr: np.ndarray) -> bytes:
     """Collapse runs of spaces to one and strip the ends (vectorised; ~10x faster than split/join)."""
-    if not data:
-        return data
-    arr = np.frombuffer(data, dtype=np.uint8)
+    if not arr.shape[0]:
+        return b""
     space = arr == _SPACE
     keep = np.empty(arr.shape[0], dtype=bool)
     keep[0] = not space[0]
     np.logical_not(space[1:] & space[:-1], out=keep[1:])
     out = arr[keep].tobytes()
     return out[:-1] if out.endswith(b" ") else out
+
+
+def _collapse_spaces(data: bytes) -> bytes:
+    """``data`` (ASCII separators already spaces) with runs of spaces collapsed and the ends stripped."""
+    if len(data) < 2048:  # entity names, short answers: split/join beats numpy's fixed cost
+        return b" ".join(data.split())
+    if b"  " not in data and not data.startswith(b" ") and not data.endswith(b" "):
+        return data
+    return _collapse_array(np.frombuffer(data, dtype=np.uint8))
 
 
 def _normalize_runs(data: bytes, fold_run, table: bytes) -> bytes:
@@ -88,8 +111,7 @@ def _normalize_runs(data: bytes, fold_run, table: bytes) -> bytes:
 # ---------------------------------------------------------------------------------------------------
 # reference mode
 _REFERENCE_TOKEN = re.compile(r"[a-zA-Z0-9_]+|[\u4e00-\u9fff]")
-_REFERENCE_TABLE = _byte_table(keep_underscore=True, high="keep")
-_REFERENCE_TABLE_FAST = _byte_table(keep_underscore=True, high="space")
+_REFERENCE_TABLE = _byte_table(keep_underscore=True, high="space")
 
 
 def reference_normalize(text: str) -> str:
@@ -97,17 +119,37 @@ def reference_normalize(text: str) -> str:
     return " ".join(_REFERENCE_TOKEN.findall(text.lower().strip()))
 
 
-@lru_cache(maxsize=1 << 16)
-def _reference_run(run: bytes) -> bytes:
-    out = []
-    for c in run.decode("utf-8").lower():  # lower() can yield ASCII: "İ" -> "i̇", "K" (Kelvin) -> "k"
-        if c.isascii():
-            out.append(c if c.isalnum() or c == "_" else " ")
-        elif "\u4e00" <= c <= "\u9fff":
-            out.append(f" {c} ")
-        else:
-            out.append(" ")
-    return "".join(out).encode("utf-8")
+def _reference_cjk(data: bytes, translated: bytes) -> np.ndarray:
+    """``translated`` (bytes >= 0x80 -> space, lead bytes E4..E9 -> _MARK) with the CJK ideographs U+4E00..U+9FFF of
+    ``data`` put back, each padded with spaces (not yet collapsed).
+
+    One ``bytes.replace`` (a memchr scan: the needle is one rare byte) turns every mark into "space, mark, mark,
+    mark, space": a padded slot for each ideograph, the k-th one 4k + 1 bytes later than its lead byte in ``data``
+    (its continuation bytes, now spaces, follow the slot). numpy then copies the three UTF-8 bytes into the slots
+    (U+4000..U+4DFF, lead E4 with a second byte below B8, are not in the range: their slots stay spaces)."""
+    padded = translated.replace(_MARKED_SLOT, _PADDED_SLOT)
+    out = np.frombuffer(padded, dtype=np.uint8).copy()
+    slot = np.flatnonzero(out == _MARK)[::3]
+    lead = slot - (4 * np.arange(slot.shape[0]) + 1)  # positions in data
+    utf8 = np.frombuffer(data, dtype=np.uint8)[lead[:, None] + _THREE]  # (ideographs, 3): their UTF-8 bytes
+    not_cjk = (utf8[:, 0] == 0xE4) & (utf8[:, 1] < 0xB8)
+    utf8[not_cjk] = _SPACE
+    out[slot[:, None] + _THREE] = utf8
+    return out
+
+
+def _reference_bytes(text: str) -> bytes:
+    if text.isascii():
+        return _collapse_spaces(text.encode("ascii").translate(_REFERENCE_TABLE))
+    if "\u0130" in text:
+        text = text.replace("\u0130", "i ")
+    if "\u212a" in text:
+        text = text.replace("\u212a", "k")
+    data = _encode(text)
+    translated = data.translate(_REFERENCE_TABLE)
+    if _MARKED_SLOT not in translated:  # no lead byte E4..E9: every non-ASCII character is a separator
+        return _collapse_spaces(translated)
+    return _collapse_array(_reference_cjk(data, translated))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -137,30 +179,20 @@ def fold_accents(text: str) -> str:
 @lru_cache(maxsize=1 << 16)
 def _unicode_run(run: bytes) -> bytes:
     out = []
-    for c in fold_accents(run.decode("utf-8")):
+    for c in fold_accents(run.decode("utf-8", "surrogatepass")):
         if c.isascii():
             out.append(c)  # folded Latin letters; ASCII punctuation is left to the byte table
         elif _is_cjk(c):
             out.append(f" {c} ")
         else:
-            out.append(c if c.isalnum() else " ")
+            out.append(c if c.isalnum() else " ")  # surrogates are not alnum: separators
     return "".join(out).encode("utf-8")
 
 
-def _reference_bytes(text: str) -> bytes:
-    data = text.encode("utf-8")
-    fast = data.translate(_REFERENCE_TABLE_FAST)
-    if text.isascii() or (_SENTINEL not in fast and _KELVIN not in data):
-        # every non-ASCII character is a separator: its UTF-8 bytes went straight to spaces
-        return _collapse_spaces(fast)
-    return _normalize_runs(data, _reference_run, _REFERENCE_TABLE)
-
-
 def _unicode_bytes(text: str) -> bytes:
-    data = text.encode("utf-8")
     if text.isascii():
-        return _collapse_spaces(data.translate(_UNICODE_TABLE))
-    return _normalize_runs(data, _unicode_run, _UNICODE_TABLE)
+        return _collapse_spaces(text.encode("ascii").translate(_UNICODE_TABLE))
+    return _normalize_runs(_encode(text), _unicode_run, _UNICODE_TABLE)
 
 
 # ---------------------------------------------------------------------------------------------------

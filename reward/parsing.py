@@ -12,9 +12,13 @@ invalid (reward 0 with a named reason, counted) when:
   no_assistant_message           history mode with no final assistant message
 
 ``thinking=False`` (non-thinking models) skips the ``</think>`` rules: the whole response is the content.
+
+``mode="reference"`` reproduces LongTraceRL's own parsing instead: slime's Qwen3 message processor for raw
+responses and the reward server's history mode for message lists (docs/reward.md lists every difference).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -22,6 +26,7 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
 STATUSES = ("completed", "truncated", "aborted", "failed")
+PARSE_MODES = ("default", "reference")
 INVALID_REASONS = (
     "truncated",
     "aborted",
@@ -35,6 +40,20 @@ INVALID_REASONS = (
     "no_assistant_message",
 )
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 encoder accepts: JSON ``"\\ud800"`` decodes to one) replaced
+    by U+FFFD. Every other code point encodes; the common case costs one ``isascii`` or ``encode`` call."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
 
 @dataclass(frozen=True)
 class ValidityConfig:
@@ -46,16 +65,31 @@ class ValidityConfig:
     special_tokens: tuple[str, ...] = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", THINK_OPEN, THINK_CLOSE)
 
 
+Turn = tuple["str | None", "str | None"]  # (reasoning, content) of one assistant turn; None when absent
+
+
 @dataclass(frozen=True)
 class ParsedResponse:
     reasoning: str  # all reasoning the rubric may read (every assistant turn in history mode); not stripped
     content: str  # all final content the rubric may read
     final_content: str  # what the judge sees: the last assistant turn's content
     invalid_reason: str | None = None
+    # The assistant turns in conversation order; the rubric reads them as R1 C1 R2 C2 ...
+    turns: tuple[Turn, ...] = ()
+    # Whether an invalid response can still be scored when invalid responses are not punished. Reference mode:
+    # only when the original's message kept a "content" (its server scores 0 otherwise).
+    scorable: bool = True
+    # Reference mode: the answer is blank after "</think>", so the outcome is 0 without asking the judge.
+    answer_blank: bool = False
 
     @property
     def valid(self) -> bool:
         return self.invalid_reason is None
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in PARSE_MODES:
+        raise ValueError(f"unknown parsing mode {mode!r}; choose one of {', '.join(PARSE_MODES)}")
 
 
 # Responses are ~130 KB: the helpers below work with indices into the text and copy only the final slices.
@@ -90,9 +124,9 @@ def _split_thinking(text: str, end: int, cfg: ValidityConfig) -> tuple[str, str,
     return text[start:close], text[after:end].strip(), "multiple_think_end" if multiple else None
 
 
-def _has_special_token(content: str, tokens: tuple[str, ...]) -> bool:
+def _has_special_token(content: str, tokens: Sequence[str]) -> bool:
     # One cheap scan per distinct first character before the full token searches.
-    return any(c in content for c in {t[0] for t in tokens if t}) and any(t in content for t in tokens)
+    return any(c in content for c in {t[0] for t in tokens if t}) and any(t in content for t in tokens if t)
 
 
 def _content_reason(reasoning: str, content: str, cfg: ValidityConfig) -> str | None:
@@ -123,12 +157,25 @@ def _invalid_reason(
 
 
 def parse_response(
-    text: str, status: str = "completed", stop: str | None = None, cfg: ValidityConfig = ValidityConfig()
+    text: str,
+    status: str = "completed",
+    stop: str | None = None,
+    cfg: ValidityConfig = ValidityConfig(),
+    mode: str = "default",
 ) -> ParsedResponse:
     """Split a raw response string and check it. ``stop`` is the token that ended generation, if known."""
+    _check_mode(mode)
+    if mode == "reference":
+        return _reference_response(text, status, stop, cfg)
     end, stop = _end_of_text(text, stop, cfg)
     reasoning, content, split_reason = _split_thinking(text, end, cfg)
-    return ParsedResponse(reasoning, content, content, _invalid_reason(status, stop, split_reason, reasoning, content, cfg))
+    reason = _invalid_reason(status, stop, split_reason, reasoning, content, cfg)
+    return ParsedResponse(reasoning, content, content, reason, turns=((reasoning, content),))
+
+
+def _text(message: dict[str, Any], key: str) -> str | None:
+    value = message.get(key)
+    return value if isinstance(value, str) else None
 
 
 def parse_history(
@@ -136,32 +183,107 @@ def parse_history(
     status: str = "completed",
     stop: str | None = None,
     cfg: ValidityConfig = ValidityConfig(),
+    mode: str = "default",
 ) -> ParsedResponse:
     """History mode (slime message lists): the last message must be the assistant's final answer.
 
     An assistant message carries ``content`` and, when the message processor already split the thinking,
-    ``reasoning_content``. The rubric reads every assistant turn (as the reference server does).
+    ``reasoning_content`` (absent or null otherwise). The rubric reads every assistant turn in conversation
+    order (as the reference server does).
     """
+    _check_mode(mode)
+    if mode == "reference":
+        return _reference_history(history, status)
     last = history[-1] if history else None
-    if not last or last.get("role") != "assistant" or not isinstance(last.get("content"), str):
-        return ParsedResponse("", "", "", _status_reason(status) or "no_assistant_message")
+    if not last or last.get("role") != "assistant" or _text(last, "content") is None:
+        return ParsedResponse("", "", "", _status_reason(status) or "no_assistant_message", scorable=False)
 
-    reasonings, contents = [], []
-    for message in history:
-        if message.get("role") != "assistant":
-            continue
-        if isinstance(message.get("reasoning_content"), str):
-            reasonings.append(message["reasoning_content"].strip())
-        if isinstance(message.get("content"), str):
-            contents.append(message["content"].strip())
+    turns: list[Turn] = []
+    for message in history[:-1]:
+        if message.get("role") == "assistant":
+            reasoning, content = _text(message, "reasoning_content"), _text(message, "content")
+            turns.append((reasoning.strip() if reasoning is not None else None, content.strip() if content is not None else None))
 
     end, stop = _end_of_text(last["content"], stop, cfg)
-    if "reasoning_content" in last:
-        final_reasoning, final_content, split_reason = (last["reasoning_content"] or "").strip(), last["content"][:end].strip(), None
+    if _text(last, "reasoning_content") is not None:
+        final_reasoning, final_content, split_reason = last["reasoning_content"].strip(), last["content"][:end].strip(), None
     else:
         final_reasoning, final_content, split_reason = _split_thinking(last["content"], end, cfg)
-        if final_reasoning:
-            reasonings.append(final_reasoning.strip())
-    contents[-1] = final_content
+        final_reasoning = final_reasoning.strip()
+    turns.append((final_reasoning, final_content))
     reason = _invalid_reason(status, stop, split_reason, final_reasoning, final_content, cfg)
-    return ParsedResponse("\n\n".join(reasonings), "\n\n".join(contents), final_content, reason)
+    reasonings = "\n\n".join(r for r, _ in turns if r)
+    contents = "\n\n".join(c for _, c in turns if c)
+    return ParsedResponse(reasonings, contents, final_content, reason, turns=tuple(turns))
+
+
+# --------------------------------------------------------------------------------------------- reference mode
+
+
+def _reference_invalid(reason: str) -> ParsedResponse:
+    return ParsedResponse("", "", "", reason, scorable=False)
+
+
+def _reference_response(text: str, status: str, stop: str | None, cfg: ValidityConfig) -> ParsedResponse:
+    """slime's Qwen3MessageProcessor.parse_model_response, then the server's history mode on its message.
+
+    Unfinished generations (truncated / aborted, and a text without a known end token) keep no "content", so they
+    score 0 even when invalid responses are not punished. The text must end with the end token itself (trailing
+    whitespace after it counts as no stop token); ``stop`` is appended when the engine stripped it. The reasoning
+    keeps a leading ``<think>``; the split is at the last ``</think>``; a blank side counts only when empty; the
+    content may hold ``<think>`` (only the chat tokens are checked there).
+    """
+    if reason := _status_reason(status):
+        return _reference_invalid(reason)
+    if stop is not None and not text.endswith(stop):
+        text += stop
+    body, reason = text, None
+    for token in (*cfg.stop_tokens, *cfg.other_end_tokens):
+        if token and text.endswith(token):
+            body = text[: -len(token)]
+            if token not in cfg.stop_tokens and cfg.require_stop:
+                reason = "no_stop_token"  # e.g. <|endoftext|>: parsed, but ill-formed
+            break
+    else:
+        if cfg.require_stop:
+            return _reference_invalid("no_stop_token")
+    if cfg.thinking:
+        closes = body.count(THINK_CLOSE)
+        reason = reason or (None if closes == 1 else "no_think_end" if closes == 0 else "multiple_think_end")
+        if closes:
+            reasoning, content = body.rsplit(THINK_CLOSE, 1)
+            reasoning, content = reasoning.removesuffix("\n"), content.removeprefix("\n\n")
+        else:
+            reasoning, content = body, ""
+        if not reasoning:
+            reason = reason or "empty_reasoning"
+    else:
+        reasoning, content = "", body
+    if not content:
+        reason = reason or "empty_content"
+    elif _has_special_token(content, [t for t in cfg.special_tokens if t not in (THINK_OPEN, THINK_CLOSE)]):
+        reason = reason or "special_token_in_content"
+    turn = (reasoning or None, content or None)
+    return ParsedResponse(reasoning, content, content, reason, turns=(turn,), scorable=bool(content))
+
+
+def _reference_history(history: Sequence[dict[str, Any]], status: str) -> ParsedResponse:
+    """The reward server's history mode: the last message must be the assistant's with a content (nothing else is
+    checked there: slime's message processor did that). The judge reads the text after the last ``</think>`` of
+    that content, stripped (a blank one scores 0 without a judge call)."""
+    if reason := _status_reason(status):
+        return _reference_invalid(reason)
+    last = history[-1] if history else None
+    if not last or last.get("role") != "assistant" or _text(last, "content") is None:
+        return _reference_invalid("no_assistant_message")
+    turns = tuple(
+        (_text(m, "reasoning_content"), _text(m, "content")) for m in history if m.get("role") == "assistant"
+    )
+    final = last["content"]
+    blank = False
+    if THINK_CLOSE in final:
+        final = final.split(THINK_CLOSE)[-1].strip()
+        blank = not final
+    reasonings = "\n\n".join(r.strip() for r, _ in turns if r is not None)
+    contents = "\n\n".join(c.strip() for _, c in turns if c is not None)
+    return ParsedResponse(reasonings, contents, final, None, turns=turns, answer_blank=blank)

@@ -7,7 +7,8 @@ item is a string, a list of strings (first = name, rest = aliases) or {"name": .
 
 Matching is one pass over the normalised text whatever the number of entities: every normalised name and
 alias goes into one Aho-Corasick automaton (Rust, ``ahocorasick_rs``) that is built once per rubric and
-cached, since the 8 responses of a GRPO group share it.
+cached, since the 8 responses of a GRPO group share it. The search is leftmost-longest (SIMD-prefiltered, ~4x
+faster than an overlapping search); the forms it steps over are recovered exactly (``EntityMatcher._scan``).
 """
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ class RubricResult:
     missing: tuple[str, ...]
 
 
+# _substring_hits: a first chunk of this size with this many matches means the entities are frequent
+_HEAD_BYTES = 16384
+_DENSE_MATCHES = 32
+
+
 class EntityMatcher:
     """Finds which of a fixed set of entities occur in normalised texts, in one pass per text."""
 
@@ -81,22 +87,134 @@ class EntityMatcher:
                 by_form.setdefault(key, []).append(idx)
         self._forms = list(by_form)
         self._owners = [by_form[f] for f in self._forms]
-        self._automaton = ahocorasick_rs.BytesAhoCorasick(self._forms) if self._forms else None
+        self._automaton = None
+        if self._forms and whole_word:
+            # every occurrence is checked for word boundaries: standard semantics, overlapping matches
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(self._forms)
+        elif self._forms:
+            # leftmost-longest lets the automaton use its SIMD prefilter (~4x faster than overlapping search);
+            # _substring_hits recovers the forms it steps over
+            self._automaton = self._leftmost_automaton(range(len(self._forms)))
+        self._longest = max(map(len, self._forms), default=0)
+        self._missing_automata: dict[tuple[int, ...], Any] = {}
+        self._prefixes: dict[bytes, list[int]] | None = None  # proper prefix -> forms that start with it (lazy)
+        self._contained_cache: dict[int, tuple[int, ...]] = {}
+        self._overlap_cache: dict[int, tuple[tuple[int, int], ...]] = {}
+
+    def _contained(self, f: int) -> tuple[int, ...]:
+        """The other forms that are substrings of form ``f`` (they occur wherever it does)."""
+        if f not in self._contained_cache:
+            form = self._forms[f]
+            self._contained_cache[f] = tuple(
+                g for g, other in enumerate(self._forms) if g != f and len(other) <= len(form) and other in form
+            )
+        return self._contained_cache[f]
+
+    def _overlapping(self, f: int) -> tuple[tuple[int, int], ...]:
+        """(g, k) for every other form g whose first k bytes are the last k bytes of form ``f``, k shorter than both:
+        an occurrence of g that starts inside an occurrence of f and runs past its end."""
+        if f not in self._overlap_cache:
+            prefixes = self._prefixes
+            if prefixes is None:  # built whole before it is shared (a matcher may serve several threads)
+                prefixes = {}
+                for g, other in enumerate(self._forms):
+                    for k in range(1, len(other)):
+                        prefixes.setdefault(other[:k], []).append(g)
+                self._prefixes = prefixes
+            form = self._forms[f]
+            self._overlap_cache[f] = tuple(
+                (g, k) for k in range(1, len(form)) for g in prefixes.get(form[-k:], ()) if g != f
+            )
+        return self._overlap_cache[f]
+
+    def _leftmost_automaton(self, forms: Sequence[int]):
+        return ahocorasick_rs.BytesAhoCorasick(
+            [self._forms[f] for f in forms], matchkind=ahocorasick_rs.MatchKind.LeftmostLongest,
+            implementation=ahocorasick_rs.Implementation.ContiguousNFA,
+        )
+
+    def _scan(self, automaton, ids: tuple[int, ...] | None, text: bytes, start: int, stop: int, hit: set[int]) -> int:
+        """Add to ``hit`` the forms that occur in text[start:stop], exactly the forms an overlapping search finds
+        (``ids`` maps the automaton's patterns to form indices; None: all forms). Returns the number of matches.
+
+        A leftmost-longest search reports non-overlapping matches. An occurrence [a, b) of a form it does not
+        report lies in a reported match [s, e) with s <= a < e (the search resumed before a and took the leftmost,
+        longest match). If b <= e the form is a substring of the reported form: ``_contained``. Otherwise it
+        starts e - a = k bytes before the reported match ends, and its first k bytes are that form's last k:
+        ``_overlapping`` lists those (form, k) pairs, and each is checked at the end of each reported match.
+        """
+        view = text if start == 0 and stop == len(text) else memoryview(text)[start:stop]
+        matches = automaton.find_matches_as_indexes(view)
+        if not matches:
+            return 0
+        reported = {m[0] for m in matches}
+        for p in reported:
+            f = p if ids is None else ids[p]
+            hit.add(f)
+            hit.update(self._contained(f))
+        pending = {}
+        if len(hit) < len(self._forms):
+            for p in reported:
+                pairs = [(g, k) for g, k in self._overlapping(p if ids is None else ids[p]) if g not in hit]
+                if pairs:
+                    pending[p] = pairs
+        if pending:
+            forms = self._forms
+            for p, _, end in matches:
+                pairs = pending.get(p)
+                if pairs:
+                    for g, k in pairs:
+                        if g not in hit and text.startswith(forms[g], start + end - k):
+                            hit.add(g)
+        return len(matches)
+
+    def _substring_hits(self, text: bytes) -> set[int]:
+        """Indices of the forms that occur in ``text``.
+
+        Where entities are frequent, the cost is the matches (~1,000 in 130 KB): the first _HEAD_BYTES are scanned
+        with every form, and if they hold many matches the rest is scanned only for the forms still missing
+        (an automaton per set of missing forms, cached). Occurrences across the cut lie in the second part,
+        which starts a form's length early. Where they are rare, one scan of the whole text.
+        """
+        hit: set[int] = set()
+        n = len(text)
+        if n <= 2 * _HEAD_BYTES:
+            self._scan(self._automaton, None, text, 0, n, hit)
+            return hit
+        dense = self._scan(self._automaton, None, text, 0, _HEAD_BYTES, hit) >= _DENSE_MATCHES
+        missing = tuple(g for g in range(len(self._forms)) if g not in hit)
+        if not missing:
+            return hit
+        automaton, ids = self._automaton, None
+        if dense and hit:
+            ids = missing
+            automaton = self._missing_automata.get(missing)
+            if automaton is None:
+                automaton = self._leftmost_automaton(missing)
+                if len(self._missing_automata) >= 256:
+                    self._missing_automata.clear()
+                self._missing_automata[missing] = automaton
+        self._scan(automaton, ids, text, _HEAD_BYTES - self._longest + 1, n, hit)
+        return hit
+
+    def _whole_word_hits(self, text: bytes) -> set[int]:
+        hit: set[int] = set()
+        n = len(text)
+        for g, start, end in self._automaton.find_matches_as_indexes(text, overlapping=True):
+            if g not in hit and (start == 0 or text[start - 1] == 32) and (end == n or text[end] == 32):
+                hit.add(g)
+                if len(hit) == len(self._forms):
+                    break
+        return hit
 
     def found(self, normalised: bytes) -> set[int]:
         """Indices of entities occurring in an already-normalised text."""
         found = set(self._always_found)
         if self._automaton is None or len(found) == len(self.entities):
             return found
-        n = len(normalised)
-        for form_idx, start, end in self._automaton.find_matches_as_indexes(normalised, overlapping=True):
-            if self.whole_word and not (
-                (start == 0 or normalised[start - 1] == 32) and (end == n or normalised[end] == 32)
-            ):
-                continue
-            found.update(self._owners[form_idx])
-            if len(found) == len(self.entities):
-                break
+        hits = self._whole_word_hits(normalised) if self.whole_word else self._substring_hits(normalised)
+        for g in hits:
+            found.update(self._owners[g])
         return found
 
     def score_text(self, text: str) -> RubricResult:
@@ -120,21 +238,34 @@ def matcher_for(entities: tuple[Entity, ...], mode: str, whole_word: bool) -> En
     return EntityMatcher(entities, mode, whole_word)
 
 
-def rubric_parts(reasoning: str, content: str, source: str) -> tuple[str, ...]:
-    """The texts the rubric reads, in order (the reference joins them with a blank line)."""
-    if source == "content":
-        return (content,)
-    if source == "reasoning":
-        return (reasoning,)
-    if source == "both":
-        return (reasoning, content)
-    raise ValueError(f"unknown rubric text source {source!r}; choose one of {', '.join(TEXT_SOURCES)}")
+def rubric_parts(
+    reasoning: str, content: str, source: str, turns: Sequence[tuple[str | None, str | None]] | None = None
+) -> tuple[str, ...]:
+    """The texts the rubric reads, in order (the reference joins them with a blank line); blank ones are left out.
+
+    ``turns`` (one (reasoning, content) pair per assistant turn, None for an absent side) are read in conversation
+    order, R1 C1 R2 C2, as the reference server does; without them, ``reasoning`` and ``content``. Source
+    ``none`` reads nothing (the reference server when a request turns both sides off).
+    """
+    if source not in (*TEXT_SOURCES, "none"):
+        raise ValueError(f"unknown rubric text source {source!r}; choose one of {', '.join(TEXT_SOURCES)}")
+    use_reasoning, use_content = source in ("reasoning", "both"), source in ("content", "both")
+    pairs = ((reasoning, content),) if turns is None else turns
+    return tuple(
+        text
+        for r, c in pairs
+        for text, used in ((r, use_reasoning), (c, use_content))
+        if used and text and not text.isspace()
+    )
 
 
-def normalized_rubric_text(reasoning: str, content: str, source: str, mode: str) -> bytes:
+def normalized_rubric_text(
+    reasoning: str, content: str, source: str, mode: str, turns: Sequence[tuple[str | None, str | None]] | None = None
+) -> bytes:
     """Normalised rubric text. The blank line between parts normalises to one space, so the parts are
     normalised apart and joined: the same bytes without copying a 130 KB string first."""
-    return b" ".join(n for n in (normalize_bytes(t, mode) for t in rubric_parts(reasoning, content, source)) if n)
+    parts = rubric_parts(reasoning, content, source, turns)
+    return b" ".join(n for n in (normalize_bytes(t, mode) for t in parts) if n)
 
 
 def rubric_reward(

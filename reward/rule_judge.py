@@ -10,6 +10,10 @@ normalisation (unicode folding, punctuation dropped, articles removed):
             explicit answer is marked)
   numeric   the gold is a number and the answer's number is within a relative tolerance
   rule      the default: numeric when the gold is a number, else exact or contains
+
+Without an explicit answer the numeric comparison reads the last number of the content, unless the content
+emphasises a number in markdown (``**1805** (the Battle of Trafalgar, 21 October)``): then the first
+emphasised number is the answer. Inputs with lone surrogates are cleaned first (they cannot be encoded).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Iterator
 
 from .judge import Verdict
 from .normalize import normalize_bytes
+from .parsing import clean_text
 
 RULE_KINDS = ("rule", "exact", "f1", "contains", "numeric")
 _ARTICLES = frozenset((b"a", b"an", b"the"))
@@ -28,6 +33,8 @@ _SECTION_HEADING = re.compile(r"#+\s*(?:exact|final)\s+answer\s*:?\s*", re.IGNOR
 _ANSWER_LINE = re.compile(r"\W*(?:exact |final )?answer\W*?:\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _MAX_ANSWER_MENTIONS = 64  # occurrences of "answer" examined from the end of a response
+_EMPHASIS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1", re.DOTALL)
+_MAX_EMPHASIS_CHARS = 4096  # emphasised answers are looked for at the start of a response only
 
 
 def _last_boxed(text: str) -> str | None:
@@ -82,6 +89,17 @@ def extract_answer(content: str) -> str | None:
     for found in (_last_boxed(content), _last_tag(content), _last_marked_line(content)):
         if found is not None and found.strip():
             return found.strip().strip("*").strip()
+    return None
+
+
+def emphasized_number(content: str) -> str | None:
+    """The first markdown-bold span (``**...**`` or ``__...__``) near the start of the content that holds a number."""
+    head = content[:_MAX_EMPHASIS_CHARS]
+    if "**" not in head and "__" not in head:
+        return None
+    for m in _EMPHASIS.finditer(head):
+        if parse_number(m.group(2)) is not None:
+            return m.group(2)
     return None
 
 
@@ -170,11 +188,14 @@ class RuleJudge:
         return want is not None and got is not None and math.isclose(got, want, rel_tol=self.rel_tol, abs_tol=1e-9)
 
     def judge_sync(self, question: str, answer: str, content: str) -> Verdict:
+        answer, content = clean_text(answer), clean_text(content)
         extracted = extract_answer(content)
         prediction = extracted if extracted is not None else content
         kind = self.kind
         if kind == "rule" and _is_number(answer):
             kind = "numeric"
+        if kind == "numeric" and extracted is None:
+            prediction = emphasized_number(content) or content
         if kind == "f1":
             f1 = token_f1(prediction, answer)
             return Verdict(score=f1, correct=f1 >= self.f1_threshold, extracted=extracted)

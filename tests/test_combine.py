@@ -80,3 +80,22 @@ def test_graded_outcomes_scale_the_correct_branch():
 def test_unknown_mode():
     with pytest.raises(ValueError, match="unknown combination mode"):
         combine_sample(1.0, True, 1.0, "sometimes", 0.3)
+
+
+def test_reference_branches_on_the_outcome_value():
+    # f1-judge outcomes: 0.4 is wrong for us (below the threshold) but != 0 for LongTraceRL's positive-only branch
+    ps = [ScoreParts(0.4, False, 0.5), ScoreParts(0.8, True, 1.0), ScoreParts(0.0, False, 1.0)]
+    ours = combine_group(ps, CombineConfig())
+    ref = combine_group(ps, CombineConfig(), reference=True)
+    assert ours.rewards == pytest.approx([0.0, 0.7 * 0.8 + 0.3, 0.0])
+    assert ref.rewards == pytest.approx([0.7 * 0.4 + 0.3 * 0.5, 0.7 * 0.8 + 0.3, 0.0])
+    neg = combine_group(ps, CombineConfig(mode="negative_only"), reference=True)
+    assert neg.rewards == pytest.approx([0.4, 0.8, 0.3])  # any outcome > 0 is kept
+    assert combine_group(ps, CombineConfig(mode="negative_only")).rewards == pytest.approx([0.15, 0.8, 0.3])
+
+
+def test_reference_and_default_agree_on_binary_outcomes():
+    ps = parts((1, 0.4), (1, 0.2), (0, 0.8), (0, 0.0))
+    for mode in ("positive_only", "negative_only", "both"):
+        cfg = CombineConfig(mode=mode)
+        assert combine_group(ps, cfg, reference=True).rewards == combine_group(ps, cfg).rewards

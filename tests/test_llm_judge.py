@@ -6,15 +6,15 @@ import pytest
 
 from reward.config import LLMJudgeConfig
 from reward.judge_cache import JudgeCache
-from reward.llm_judge import LLMJudge, parse_judgement
+from reward.llm_judge import LLMJudge, parse_judgement, parse_judgement_reference
 
 GOOD = "extracted_final_answer: Stockholm\nreasoning: same city.\ncorrect: yes"
 BAD = "extracted_final_answer: Oslo\nreasoning: different city.\ncorrect: no"
 
 
-def make_judge(url, **overrides):
+def make_judge(url, reference=False, **overrides):
     cfg = LLMJudgeConfig(base_url=url, model="judge-model", backoff_s=0.01, backoff_max_s=0.05, **overrides)
-    return LLMJudge(cfg)
+    return LLMJudge(cfg, reference=reference)
 
 
 def run(judge, content="Answer: Stockholm", question="Which city?", answer="Stockholm"):
@@ -157,3 +157,65 @@ def test_extra_body_is_sent(fake_chat):
     server = fake_chat(lambda n, body: (200, GOOD, 0))
     run(make_judge(server.url, extra_body={"chat_template_kwargs": {"enable_thinking": False}}))
     assert server.bodies[0]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+# ------------------------------------------------------------------------------------- reference parsing (LongTraceRL)
+
+
+@pytest.mark.parametrize(
+    "reply,decision,extracted",
+    [
+        (GOOD, "yes", "Stockholm"),
+        ("extracted_final_answer: X\ncorrect: yes\ncorrect: no", "yes", "X"),  # the first decision
+        ("<think>correct: no</think>extracted_final_answer: X\ncorrect: yes", "no", "X"),  # inside <think>
+        ("extracted_final_answer: X\nincorrect: yes", "yes", "X"),  # no word boundary before
+        ("correct: yesterday", "yes", None),  # nor after
+        ("correct: nope", "no", None),
+        ("**correct:** yes", None, None),  # stars after the colon: no decision
+        ("correct***: yes", None, None),  # three stars: no decision
+        ("correct：yes", None, None),  # full-width colon
+        ("extracted_final_answer:\ncorrect: yes", "yes", "correct: yes"),  # the answer pattern runs over the newline
+        ("CORRECT : YES", "YES", None),  # as written
+    ],
+)
+def test_parse_judgement_reference(reply, decision, extracted):
+    assert parse_judgement_reference(reply) == (decision, extracted)
+
+
+def test_reference_judge_asks_until_it_has_an_extracted_answer(fake_chat):
+    server = fake_chat(lambda n, body: (200, "correct: yes" if n < 3 else GOOD, 0))
+    v = run(make_judge(server.url, reference=True))
+    assert v.correct and v.extracted == "Stockholm" and server.calls == 3
+
+
+@pytest.mark.parametrize("reply,correct", [("correct: yes", True), ("CORRECT: YES", False)])
+def test_reference_judge_after_the_last_attempt_compares_the_decision_as_written(fake_chat, reply, correct):
+    server = fake_chat(lambda n, body: (200, reply, 0))
+    v = run(make_judge(server.url, reference=True))
+    assert v.error is None and v.correct is correct and server.calls == 3
+
+
+def test_reference_judge_without_any_decision_is_an_error_not_a_silent_zero(fake_chat):
+    server = fake_chat(lambda n, body: (200, "**extracted_final_answer:** X\n**correct:** yes", 0))
+    v = run(make_judge(server.url, reference=True))
+    assert v.error is not None and "unparseable" in v.error and server.calls == 3
+    default = fake_chat(lambda n, body: (200, "**extracted_final_answer:** X\n**correct:** yes", 0))
+    assert run(make_judge(default.url)).correct  # the default parser reads it
+
+
+def test_reference_and_default_verdicts_are_cached_apart(fake_chat, tmp_path):
+    server = fake_chat(lambda n, body: (200, "extracted_final_answer: X\ncorrect: yes\ncorrect: no", 0))
+    path = str(tmp_path / "judge.sqlite")
+    assert run(make_judge(server.url, cache_path=path, reference=True)).correct
+    assert not run(make_judge(server.url, cache_path=path)).correct
+    assert server.calls == 2
+
+
+def test_lone_surrogates_are_sent_as_valid_json(fake_chat):
+    server = fake_chat(lambda n, body: (200, GOOD, 0))
+    for reference in (False, True):
+        v = run(make_judge(server.url, reference=reference), content="Answer: Stock\ud800holm", question="Which\udfff city?",
+                answer="Stockholm\ud800")
+        assert v.error is None and v.correct
+    prompt = server.bodies[-1]["messages"][0]["content"]
+    assert "Stock\ufffdholm" in prompt and "Which\ufffd city?" in prompt

@@ -77,6 +77,6 @@ def test_missing_input_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "input file not found" in proc.stderr
 
 
-def test_bench_prints_figures_and_the_floor_ratio():
-    proc = run_cli("bench", "--responses", "16", "--kb", "8")
-    assert "MB/s" in proc.stdout and "ratio vs floor" in proc.stdout and "content" in proc.stdout
+def test_bench_prints_figures_and_the_regex_ratio():
+    proc = run_cli("bench", "--responses", "16", "--kb", "8", "--regimes", "rare/ASCII,frequent/non-ASCII")
+    assert "MB/s" in proc.stdout and "ratio vs regex pass" in proc.stdout and "frequent/non-ASCII" in proc.stdout

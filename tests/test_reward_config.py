@@ -56,3 +56,30 @@ def test_json_config_file(tmp_path):
 def test_round_trip_through_dict():
     cfg = parse(["--eta", "0.2", "--judge", "f1"])
     assert RewardConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_reward_mode_flag_and_config_file(tmp_path):
+    assert RewardConfig().mode == "default" and parse([]).mode == "default"
+    assert parse(["--reward-mode", "reference"]).mode == "reference"
+    path = tmp_path / "reward.json"
+    path.write_text(json.dumps({"mode": "reference", "combine": {"eta": 0.5}}))
+    assert parse(["--reward-config", str(path)]).mode == "reference"
+    assert parse(["--reward-config", str(path), "--reward-mode", "default"]).mode == "default"  # the flag wins
+    with pytest.raises(SystemExit):
+        parse(["--reward-mode", "original"])
+    with pytest.raises(ValueError, match="mode='lenient'"):
+        RewardConfig(mode="lenient").validate()
+    cfg = parse(["--reward-mode", "reference"])
+    assert RewardConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_reward_mode_reaches_the_scorer_and_its_llm_judge():
+    from reward.llm_judge import LLMJudge
+    from reward.scorer import RewardScorer
+
+    cfg = parse(["--reward-mode", "reference", "--judge", "llm", "--judge-base-url", "http://127.0.0.1:1/v1",
+                 "--judge-model", "m"])
+    scorer = RewardScorer(cfg)
+    assert scorer.reference and isinstance(scorer.judge, LLMJudge) and scorer.judge.reference
+    assert not RewardScorer(parse(["--judge", "llm", "--judge-base-url", "http://127.0.0.1:1/v1",
+                                   "--judge-model", "m"])).judge.reference

@@ -64,3 +64,26 @@ def test_async_interface_and_unknown_kind():
     assert asyncio.run(RuleJudge().judge("q", "x", "Answer: x")).correct
     with pytest.raises(ValueError, match="unknown rule judge"):
         RuleJudge("fuzzy")
+
+
+@pytest.mark.parametrize(
+    "content,correct",
+    [
+        ("**1805** (the Battle of Trafalgar, 21 October)", True),
+        ("**1805**\n\nExplanation: two hundred years before 2005.", True),
+        ("__1805__, on 21 October", True),
+        ("In **Trafalgar**, **1805**; not 1806", True),  # the first emphasised span holding a number
+        ("**1806** (not 1805)", False),
+        ("x ** 2 = 1805", True),  # not emphasis: the last number
+        ("Some say **1805**.\nAnswer: 1806", False),  # an explicit answer wins
+    ],
+)
+def test_markdown_emphasised_number_is_the_answer(content, correct):
+    assert RuleJudge().judge_sync("When?", "1805", content).correct is correct
+
+
+def test_lone_surrogates_do_not_crash_the_rule_judges():
+    for kind in ("rule", "exact", "f1", "contains", "numeric"):
+        v = RuleJudge(kind).judge_sync("q\ud800", "Paris \ud800", "Answer: Paris \ud800 France 1805")
+        assert v.error is None
+    assert RuleJudge().judge_sync("q", "Paris \ud800", "Paris \udfff").correct

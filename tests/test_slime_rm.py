@@ -326,8 +326,7 @@ def flag_values(tmp_path) -> dict[str, tuple[list[str], Any]]:
         elif action.nargs == 0:
             out[flag] = ([flag], True)
         elif action.choices:
-            defaults = ("rule", "positive_only", "reference", "content", "drop")
-            value = [c for c in action.choices if c not in defaults][-1]
+            value = [c for c in action.choices if c != action.default][-1]  # a value that is not the default
             out[flag] = ([flag, value], value)
         elif action.nargs == "+":
             out[flag] = ([flag, "</s>", "<|im_end|>"], ["</s>", "<|im_end|>"])
